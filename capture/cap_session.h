@@ -1,0 +1,97 @@
+/*
+ * The seam between TCP reassembly and everything above it.
+ *
+ * The flow layer (cap_flow.c) owns TCP: it reassembles each direction and
+ * hands in-order bytes to one cap_session per TCP connection. The session
+ * detects the transport (HTTP/2 prior knowledge, HTTP/1.1 Upgrade: h2c, later
+ * TLS and TS2021), decodes HTTP/2 passively, assembles exchanges, redacts
+ * them and writes conn / exchange / conn-end records to the trace.
+ *
+ * Directions: 0 = client -> server, 1 = server -> client.
+ * Nothing here performs I/O except through the trace writer.
+ */
+#ifndef H2R_CAP_SESSION_H
+#define H2R_CAP_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "h2replay/trace.h"
+#include "cap_stats.h"
+
+#define CAP_DIR_C2S 0
+#define CAP_DIR_S2C 1
+
+struct cap_redactor; /* cap_redact.h */
+
+/* Counters owned by the session layer (transport detection, HTTP/2, exchanges). */
+struct cap_session_stats {
+    uint64_t flows_h2c_prior;
+    uint64_t flows_h2c_upgrade;
+    uint64_t undecodable_not_http2;     /* no preface / no upgrade: not HTTP/2 */
+    uint64_t undecodable_partial;       /* joined mid-stream, HPACK state unknown */
+    uint64_t undecodable_gap;           /* lost bytes broke the HTTP/2 framing */
+    uint64_t undecodable_proto;         /* framing/HPACK error */
+    uint64_t h2_frames;
+    uint64_t h2_frames_unknown_type;
+    uint64_t h2_hpack_errors;
+    uint64_t h2_frame_too_large;
+    uint64_t h2_rst_stream;
+    uint64_t h2_goaway;
+    uint64_t exchanges;
+    uint64_t exchanges_incomplete;
+    uint64_t bodies_truncated;
+    uint64_t redacted_values;
+    uint64_t upgrade_rejected;          /* Upgrade: h2c answered without 101 */
+    uint64_t streams_cap_hit;           /* too many concurrent streams tracked */
+};
+
+/* Shared by all sessions of one capture; owned by the driver. */
+struct cap_session_env {
+    struct h2r_trace_writer *tw;
+    struct cap_session_stats *stats;
+    struct cap_redactor *redactor; /* NULL: redaction off */
+    size_t max_req_body;
+    size_t max_resp_body;
+    uint64_t next_exchange_id; /* incremented by sessions as requests start */
+    int write_error;           /* first trace write error (negative), 0 if none */
+};
+
+struct cap_flow_info {
+    uint64_t conn_id;
+    char client[64]; /* "1.2.3.4:5678" / "[::1]:5678" */
+    char server[64];
+    int64_t t_open_ns;
+    int partial; /* 1: no SYN seen (joined mid-stream) */
+};
+
+struct cap_session;
+
+/* Creates a session for a new TCP connection. NULL only on allocation failure. */
+struct cap_session *cap_session_new(struct cap_session_env *env, const struct cap_flow_info *info);
+
+/*
+ * In-order bytes of one direction. Returns 0; a negative code only for fatal
+ * conditions (out of memory, trace write error). Protocol problems mark the
+ * session undecodable (counted) and later bytes are ignored.
+ */
+int cap_session_feed(struct cap_session *s, int dir, const uint8_t *buf, size_t len,
+                     int64_t ts_ns);
+
+/* `missing` bytes of direction dir were never seen (capture loss or cap hit). */
+void cap_session_gap(struct cap_session *s, int dir, uint64_t missing, int64_t ts_ns);
+
+/*
+ * The TCP connection ended (FIN both ways, RST, or end of capture). Emits any
+ * pending exchanges (marked incomplete as needed) and the conn-end record.
+ * bytes_* and gap_bytes come from the flow layer.
+ */
+int cap_session_close(struct cap_session *s, uint32_t how, int64_t ts_ns, uint64_t bytes_c2s,
+                      uint64_t bytes_s2c, uint64_t gap_bytes);
+
+void cap_session_free(struct cap_session *s);
+
+/* Appends the session counters to l. */
+int cap_session_stats_export(const struct cap_session_stats *st, struct cap_counter_list *l);
+
+#endif

@@ -1,0 +1,448 @@
+/*
+ * `h2replay show TRACE`: a trace as a readable table or as JSON lines.
+ *
+ * The JSON-lines form is a public contract (docs/trace-format.md, "show
+ * --format jsonl"): one object per exchange with at least conn, stream,
+ * method, authority, path, status, req_bytes, resp_bytes, grpc_status,
+ * t_start_ns, t_end_ns and error. With --records all, connection,
+ * connection-end and summary records are printed too, each with a "type".
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "cli.h"
+#include "h2replay/trace.h"
+#include "h2replay/units.h"
+
+enum show_format { FMT_TABLE, FMT_JSONL };
+
+static void show_usage(FILE *f)
+{
+    fprintf(f, "usage: h2replay show TRACE [--format table|jsonl] [--records exchanges|all]\n"
+               "\n"
+               "Prints a trace ('-' = stdin). table (default): exchanges, connections and the\n"
+               "capture summary. jsonl: one JSON object per exchange (keys documented in\n"
+               "docs/trace-format.md); --records all adds conn, conn_end and summary objects.\n"
+               "      --headers            table: also print request/response headers\n"
+               "\n"
+               "exit status: 0 whole trace read; 1 unreadable or damaged trace (everything\n"
+               "before the damage is printed first); 2 usage error\n");
+}
+
+/* A JSON string from bytes that may not be UTF-8: invalid bytes become U+FFFD. */
+static json_t *json_bytes(const uint8_t *p, size_t n)
+{
+    json_t *s = json_stringn((const char *)p, n);
+    if (s)
+        return s;
+    char *tmp = malloc(n * 3 + 1);
+    if (!tmp)
+        return json_null();
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < 0x80) {
+            tmp[o++] = (char)p[i];
+        } else {
+            tmp[o++] = (char)0xef;
+            tmp[o++] = (char)0xbf;
+            tmp[o++] = (char)0xbd;
+        }
+    }
+    s = json_stringn(tmp, o);
+    free(tmp);
+    return s ? s : json_null();
+}
+
+static json_t *json_hdr(const struct h2r_exchange *x, const struct h2r_hdr *hdrs, size_t n,
+                        const char *name)
+{
+    (void)x;
+    const struct h2r_hdr *h = h2r_hdr_find(hdrs, n, name);
+    return h ? json_bytes(h->value, h->value_len) : json_null();
+}
+
+static json_t *json_int_or_null(int64_t v)
+{
+    return v < 0 ? json_null() : json_integer(v);
+}
+
+static json_t *json_str_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+static int64_t exchange_end_ns(const struct h2r_exchange *x)
+{
+    if (x->t_resp_end_ns)
+        return x->t_resp_end_ns;
+    if (x->t_resp_hdrs_ns)
+        return x->t_resp_hdrs_ns;
+    return x->t_req_end_ns ? x->t_req_end_ns : x->t_req_first_ns;
+}
+
+static void print_json(json_t *o)
+{
+    json_dumpf(o, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+    fputc('\n', stdout);
+    json_decref(o);
+}
+
+static json_t *hdr_array(const struct h2r_hdr *h, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *pair = json_array();
+        json_array_append_new(pair, json_bytes(h[i].name, h[i].name_len));
+        json_array_append_new(pair, json_bytes(h[i].value, h[i].value_len));
+        json_array_append_new(a, pair);
+    }
+    return a;
+}
+
+static void jsonl_exchange(const struct h2r_exchange *x, int with_type, int with_headers)
+{
+    json_t *o = json_object();
+    if (with_type)
+        json_object_set_new(o, "type", json_string("exchange"));
+    json_object_set_new(o, "id", json_integer((json_int_t)x->id));
+    json_object_set_new(o, "conn", json_integer((json_int_t)x->conn_id));
+    json_object_set_new(o, "stream", json_integer(x->stream_id));
+    json_object_set_new(o, "method", json_hdr(x, x->req_hdrs, x->n_req_hdrs, ":method"));
+    json_object_set_new(o, "authority", json_hdr(x, x->req_hdrs, x->n_req_hdrs, ":authority"));
+    json_object_set_new(o, "path", json_hdr(x, x->req_hdrs, x->n_req_hdrs, ":path"));
+    json_object_set_new(o, "status", json_int_or_null(x->status));
+    json_object_set_new(o, "req_bytes", json_integer((json_int_t)x->req_body_len));
+    json_object_set_new(o, "resp_bytes", json_integer((json_int_t)x->resp_body_len));
+    json_object_set_new(o, "grpc_status", json_int_or_null(x->grpc_status));
+    json_object_set_new(o, "t_start_ns", json_integer(x->t_req_first_ns));
+    json_object_set_new(o, "t_end_ns", json_integer(exchange_end_ns(x)));
+    json_object_set_new(o, "error", json_str_or_null(x->error));
+    json_object_set_new(o, "t_req_end_ns", json_integer(x->t_req_end_ns));
+    json_object_set_new(o, "t_resp_headers_ns", json_integer(x->t_resp_hdrs_ns));
+    json_object_set_new(o, "rst_code", json_int_or_null(x->rst_code));
+    json_object_set_new(o, "grpc", json_boolean(x->flags & H2R_EXCH_F_GRPC));
+    json_object_set_new(o, "redacted", json_boolean(x->flags & H2R_EXCH_F_REDACTED));
+    if (with_headers) {
+        json_object_set_new(o, "req_headers", hdr_array(x->req_hdrs, x->n_req_hdrs));
+        json_object_set_new(o, "resp_headers", hdr_array(x->resp_hdrs, x->n_resp_hdrs));
+        json_object_set_new(o, "trailers", hdr_array(x->trailers, x->n_trailers));
+    }
+    print_json(o);
+}
+
+static void jsonl_conn(const struct h2r_conn *c)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "type", json_string("conn"));
+    json_object_set_new(o, "id", json_integer((json_int_t)c->id));
+    json_object_set_new(o, "client", json_string(c->client));
+    json_object_set_new(o, "server", json_string(c->server));
+    json_object_set_new(o, "transport", json_string(h2r_transport_name(c->transport)));
+    json_object_set_new(o, "partial", json_boolean(c->flags & H2R_CONN_F_PARTIAL));
+    json_object_set_new(o, "t_open_ns", json_integer(c->t_open_ns));
+    json_object_set_new(o, "alpn", json_str_or_null(c->alpn));
+    print_json(o);
+}
+
+static void jsonl_conn_end(const struct h2r_conn_end *e)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "type", json_string("conn_end"));
+    json_object_set_new(o, "id", json_integer((json_int_t)e->id));
+    json_object_set_new(o, "t_close_ns", json_integer(e->t_close_ns));
+    json_object_set_new(o, "how", json_string(h2r_conn_how_name(e->how)));
+    json_object_set_new(o, "goaway_code", json_int_or_null(e->goaway_code));
+    json_object_set_new(o, "bytes_c2s", json_integer((json_int_t)e->bytes_c2s));
+    json_object_set_new(o, "bytes_s2c", json_integer((json_int_t)e->bytes_s2c));
+    json_object_set_new(o, "gap_bytes", json_integer((json_int_t)e->gap_bytes));
+    json_object_set_new(o, "exchanges", json_integer((json_int_t)e->exchanges));
+    json_object_set_new(o, "reason", json_str_or_null(e->reason));
+    print_json(o);
+}
+
+static void jsonl_summary(const struct h2r_capture_summary *s)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "type", json_string("summary"));
+    json_object_set_new(o, "packets", json_integer((json_int_t)s->packets));
+    json_object_set_new(o, "bytes", json_integer((json_int_t)s->bytes));
+    json_object_set_new(o, "flows", json_integer((json_int_t)s->flows));
+    json_object_set_new(o, "exchanges", json_integer((json_int_t)s->exchanges));
+    json_object_set_new(o, "gaps", json_integer((json_int_t)s->gaps));
+    json_object_set_new(o, "undecodable_flows", json_integer((json_int_t)s->undecodable_flows));
+    json_object_set_new(o, "end_ns", json_integer(s->end_ns));
+    json_t *ctr = json_object();
+    for (size_t i = 0; i < s->n_counters; i++)
+        json_object_set_new(ctr, s->counters[i].name,
+                            json_integer((json_int_t)s->counters[i].value));
+    json_object_set_new(o, "counters", ctr);
+    print_json(o);
+}
+
+/* Prints at most `max` bytes of a header value, escaping control bytes. */
+static void put_field(const uint8_t *p, size_t n, size_t max)
+{
+    size_t lim = n > max ? max : n;
+    for (size_t i = 0; i < lim; i++)
+        putchar(p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '?');
+    if (n > max)
+        fputs("...", stdout);
+}
+
+static void table_exchange(const struct h2r_exchange *x, int64_t t0, int headers)
+{
+    const struct h2r_hdr *m = h2r_hdr_find(x->req_hdrs, x->n_req_hdrs, ":method");
+    const struct h2r_hdr *p = h2r_hdr_find(x->req_hdrs, x->n_req_hdrs, ":path");
+    char at[32], dur[32];
+    h2r_format_duration(x->t_req_first_ns - t0, at, sizeof(at));
+    int64_t end = exchange_end_ns(x);
+    if (end >= x->t_req_first_ns)
+        h2r_format_duration(end - x->t_req_first_ns, dur, sizeof(dur));
+    else
+        snprintf(dur, sizeof(dur), "-");
+    char status[16];
+    if (x->status >= 0)
+        snprintf(status, sizeof(status), "%d", x->status);
+    else
+        snprintf(status, sizeof(status), "-");
+    if (x->grpc_status >= 0)
+        snprintf(status + strlen(status), sizeof(status) - strlen(status), "/g%d",
+                 x->grpc_status);
+    printf("%6" PRIu64 " %5" PRIu64 " %6u %10s %9s %-7.7s %-8s %9" PRIu64 " %9" PRIu64 "  ",
+           x->id, x->conn_id, x->stream_id, at, dur, m ? (const char *)m->value : "-", status,
+           x->req_body_len, x->resp_body_len);
+    if (m == NULL) /* the %.7s above read the value as a C string only when present */
+        (void)0;
+    if (p)
+        put_field(p->value, p->value_len, 48);
+    else
+        putchar('-');
+    if (x->error)
+        printf("  [%s]", x->error);
+    putchar('\n');
+    if (headers) {
+        for (size_t i = 0; i < x->n_req_hdrs; i++) {
+            fputs("          > ", stdout);
+            put_field(x->req_hdrs[i].name, x->req_hdrs[i].name_len, 64);
+            fputs(": ", stdout);
+            put_field(x->req_hdrs[i].value, x->req_hdrs[i].value_len, 200);
+            putchar('\n');
+        }
+        for (size_t i = 0; i < x->n_resp_hdrs; i++) {
+            fputs("          < ", stdout);
+            put_field(x->resp_hdrs[i].name, x->resp_hdrs[i].name_len, 64);
+            fputs(": ", stdout);
+            put_field(x->resp_hdrs[i].value, x->resp_hdrs[i].value_len, 200);
+            putchar('\n');
+        }
+    }
+}
+
+int cmd_show(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"format", required_argument, NULL, 'F'},
+                                             {"records", required_argument, NULL, 'R'},
+                                             {"headers", no_argument, NULL, 'H'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    enum show_format fmt = FMT_TABLE;
+    int all = 0, headers = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'F':
+            if (strcmp(optarg, "table") == 0) {
+                fmt = FMT_TABLE;
+            } else if (strcmp(optarg, "jsonl") == 0) {
+                fmt = FMT_JSONL;
+            } else {
+                cli_err("show", "--format: '%s' is not one of table, jsonl", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'R':
+            if (strcmp(optarg, "all") == 0) {
+                all = 1;
+            } else if (strcmp(optarg, "exchanges") == 0) {
+                all = 0;
+            } else {
+                cli_err("show", "--records: '%s' is not one of exchanges, all", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'H':
+            headers = 1;
+            break;
+        case 'h':
+            show_usage(stdout);
+            return 0;
+        default:
+            show_usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        cli_err("show", "expected exactly one TRACE argument (see --help)");
+        return EXIT_USAGE;
+    }
+    const char *path = argv[optind];
+
+    struct h2r_trace_reader *r;
+    char err[512];
+    int rc = h2r_trace_reader_open(&r, path, err, sizeof(err));
+    if (rc) {
+        cli_err("show", "%s", err);
+        return 1;
+    }
+    const struct h2r_trace_header *h = h2r_trace_reader_header(r);
+    if (fmt == FMT_TABLE) {
+        char when[64] = "?";
+        time_t secs = (time_t)(h->start_ns / 1000000000LL);
+        struct tm tm;
+        if (gmtime_r(&secs, &tm))
+            strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        printf("trace %s: format %u, written by h2replay %s\n", path, h->format_version,
+               h->tool_version ? h->tool_version : "?");
+        printf("source %s, link type %d, started %s", h->source ? h->source : "?", h->linktype,
+               when);
+        if (h->options)
+            printf(", options: %s", h->options);
+        printf("\n\n%6s %5s %6s %10s %9s %-7s %-8s %9s %9s  %s\n", "EXCH", "CONN", "STREAM",
+               "AT", "DURATION", "METHOD", "STATUS", "REQ_B", "RESP_B", "PATH [ERROR]");
+    }
+
+    /* the table lists connections after the exchanges; keep their lines in memory (bounded) */
+    struct h2r_trace_record rec;
+    uint64_t n_exch = 0, n_conn = 0, conn_lines_dropped = 0;
+    int have_summary = 0;
+    char **conn_lines = NULL;
+    size_t n_lines = 0, cap_lines = 0;
+    const size_t max_lines = 10000;
+    while ((rc = h2r_trace_reader_next(r, &rec)) == 1) {
+        switch (rec.kind) {
+        case H2R_REC_EXCHANGE:
+            n_exch++;
+            if (fmt == FMT_JSONL)
+                jsonl_exchange(&rec.u.exch, all, headers);
+            else
+                table_exchange(&rec.u.exch, h->start_ns, headers);
+            break;
+        case H2R_REC_CONN:
+            n_conn++;
+            if (fmt == FMT_JSONL) {
+                if (all)
+                    jsonl_conn(&rec.u.conn);
+                break;
+            }
+            if (n_lines >= max_lines) {
+                conn_lines_dropped++;
+                break;
+            }
+            if (n_lines == cap_lines) {
+                cap_lines = cap_lines ? cap_lines * 2 : 64;
+                char **nl = realloc(conn_lines, cap_lines * sizeof(*nl));
+                if (!nl)
+                    break;
+                conn_lines = nl;
+            }
+            {
+                char line[256];
+                snprintf(line, sizeof(line), "conn %5" PRIu64 "  %s -> %s  %s%s",
+                         rec.u.conn.id, rec.u.conn.client, rec.u.conn.server,
+                         h2r_transport_name(rec.u.conn.transport),
+                         rec.u.conn.flags & H2R_CONN_F_PARTIAL ? " (partial: no SYN seen)" : "");
+                conn_lines[n_lines] = strdup(line);
+                if (conn_lines[n_lines])
+                    n_lines++;
+            }
+            break;
+        case H2R_REC_CONN_END:
+            if (fmt == FMT_JSONL) {
+                if (all)
+                    jsonl_conn_end(&rec.u.end);
+                break;
+            }
+            if (rec.u.end.reason || rec.u.end.gap_bytes) {
+                char line[256];
+                snprintf(line, sizeof(line),
+                         "conn %5" PRIu64 "  ended %s, %" PRIu64 " exchanges, %" PRIu64
+                         " bytes lost%s%s",
+                         rec.u.end.id, h2r_conn_how_name(rec.u.end.how), rec.u.end.exchanges,
+                         rec.u.end.gap_bytes, rec.u.end.reason ? ", undecodable: " : "",
+                         rec.u.end.reason ? rec.u.end.reason : "");
+                if (n_lines < max_lines && n_lines < cap_lines) {
+                    conn_lines[n_lines] = strdup(line);
+                    if (conn_lines[n_lines])
+                        n_lines++;
+                } else if (n_lines < max_lines) {
+                    cap_lines = cap_lines ? cap_lines * 2 : 64;
+                    char **nl = realloc(conn_lines, cap_lines * sizeof(*nl));
+                    if (nl) {
+                        conn_lines = nl;
+                        conn_lines[n_lines] = strdup(line);
+                        if (conn_lines[n_lines])
+                            n_lines++;
+                    }
+                }
+            }
+            break;
+        case H2R_REC_SUMMARY:
+            have_summary = 1;
+            if (fmt == FMT_JSONL) {
+                if (all)
+                    jsonl_summary(&rec.u.summary);
+                break;
+            }
+            printf("\n");
+            for (size_t i = 0; i < n_lines; i++) {
+                puts(conn_lines[i]);
+                free(conn_lines[i]);
+            }
+            if (conn_lines_dropped)
+                printf("(%" PRIu64 " more connections not listed)\n", conn_lines_dropped);
+            n_lines = 0;
+            {
+                const struct h2r_capture_summary *s = &rec.u.summary;
+                char bytes[32];
+                printf("\nsummary: %" PRIu64 " packets, %s, %" PRIu64 " flows, %" PRIu64
+                       " exchanges, %" PRIu64 " gaps, %" PRIu64 " undecodable flows\n",
+                       s->packets, h2r_format_bytes(s->bytes, bytes, sizeof(bytes)), s->flows,
+                       s->exchanges, s->gaps, s->undecodable_flows);
+                for (size_t i = 0; i < s->n_counters; i++)
+                    printf("  %-36s %" PRIu64 "\n", s->counters[i].name, s->counters[i].value);
+            }
+            break;
+        default:
+            break;
+        }
+    }
+    for (size_t i = 0; i < n_lines; i++) {
+        puts(conn_lines[i]);
+        free(conn_lines[i]);
+    }
+    free(conn_lines);
+    fflush(stdout);
+    int status = 0;
+    if (rc < 0) {
+        cli_err("show", "%s", h2r_trace_reader_errmsg(r));
+        status = 1;
+    } else if (!have_summary) {
+        cli_err("show", "%s: no summary record: the capture did not finish (killed?); "
+                        "%" PRIu64 " exchanges read",
+                path, n_exch);
+    }
+    if (h2r_trace_reader_skipped(r))
+        fprintf(stderr, "h2replay show: skipped %" PRIu64 " records of unknown kinds "
+                        "(written by a newer h2replay)\n",
+                h2r_trace_reader_skipped(r));
+    if (fmt == FMT_TABLE && rc >= 0)
+        printf("\n%" PRIu64 " exchanges on %" PRIu64 " connections\n", n_exch, n_conn);
+    h2r_trace_reader_free(r);
+    return status;
+}
