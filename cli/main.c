@@ -16,7 +16,13 @@ struct command {
 
 static const struct command commands[] = {
     {"capture", cmd_capture, "record HTTP/2 exchanges from a pcap or a live interface into a trace"},
-    {"show", cmd_show, "print a trace as a table or JSON lines"},
+#ifdef H2R_HAVE_REPLAY
+    {"replay", cmd_replay, "re-issue a trace at scaled speed against one or more servers"},
+#endif
+    {"show", cmd_show, "print a trace or run file as a table or JSON lines"},
+#ifdef H2R_HAVE_ANALYZE
+    {"analyze", cmd_analyze, "compare runs, find failure points, gate CI"},
+#endif
 };
 
 static void usage(FILE *f)
