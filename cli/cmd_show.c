@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "h2replay/run.h"
 #include "h2replay/trace.h"
 #include "h2replay/units.h"
 
@@ -24,11 +25,12 @@ enum show_format { FMT_TABLE, FMT_JSONL };
 
 static void show_usage(FILE *f)
 {
-    fprintf(f, "usage: h2replay show TRACE [--format table|jsonl] [--records exchanges|all]\n"
+    fprintf(f, "usage: h2replay show TRACE|RUN [--format table|jsonl] [--records exchanges|all]\n"
                "\n"
-               "Prints a trace ('-' = stdin). table (default): exchanges, connections and the\n"
-               "capture summary. jsonl: one JSON object per exchange (keys documented in\n"
-               "docs/trace-format.md); --records all adds conn, conn_end and summary objects.\n"
+               "Prints a trace ('-' = stdin) or a run file. table (default): exchanges,\n"
+               "connections and the capture summary (run: results per section). jsonl: one\n"
+               "JSON object per exchange/result (keys in docs/trace-format.md and\n"
+               "docs/run-format.md); --records all adds the other records, each with a type.\n"
                "      --headers            table: also print request/response headers\n"
                "\n"
                "exit status: 0 whole trace read; 1 unreadable or damaged trace (everything\n"
@@ -244,6 +246,192 @@ static void table_exchange(const struct h2r_exchange *x, int64_t t0, int headers
     }
 }
 
+/* ---- run files ---- */
+
+static json_t *json_time_or_null(int64_t t)
+{
+    return t ? json_integer(t) : json_null();
+}
+
+static void jsonl_result(const struct h2r_run_result *r, int with_type)
+{
+    json_t *o = json_object();
+    if (with_type)
+        json_object_set_new(o, "type", json_string("result"));
+    json_object_set_new(o, "section", json_integer(r->section));
+    json_object_set_new(o, "exchange", json_integer((json_int_t)r->exchange_id));
+    json_object_set_new(o, "conn", json_integer((json_int_t)r->trace_conn));
+    json_object_set_new(o, "replay_conn", json_integer(r->conn_index));
+    json_object_set_new(o, "stream", json_integer(r->stream_id));
+    json_object_set_new(o, "method", json_string(r->method));
+    json_object_set_new(o, "path", json_string(r->path));
+    json_object_set_new(o, "authority", json_str_or_null(r->authority));
+    json_object_set_new(o, "status", json_int_or_null(r->status));
+    json_object_set_new(o, "grpc_status", json_int_or_null(r->grpc_status));
+    json_object_set_new(o, "trace_status", json_int_or_null(r->trace_status));
+    json_object_set_new(o, "trace_grpc_status", json_int_or_null(r->trace_grpc_status));
+    json_object_set_new(o, "class", json_string(h2r_err_class_name(r->err_class)));
+    json_object_set_new(o, "detail", json_str_or_null(r->err_detail));
+    json_object_set_new(o, "t_intended_ns", json_integer(r->t_intended_ns));
+    json_object_set_new(o, "t_sent_ns", json_time_or_null(r->t_sent_ns));
+    json_object_set_new(o, "t_first_byte_ns", json_time_or_null(r->t_first_byte_ns));
+    json_object_set_new(o, "t_done_ns", json_integer(r->t_done_ns));
+    json_object_set_new(o, "latency_ns", json_integer(r->t_done_ns - r->t_intended_ns));
+    json_object_set_new(o, "service_ns",
+                        r->t_sent_ns ? json_integer(r->t_done_ns - r->t_sent_ns) : json_null());
+    json_object_set_new(o, "late_ns",
+                        r->t_sent_ns ? json_integer(r->t_sent_ns - r->t_intended_ns)
+                                     : json_null());
+    json_object_set_new(o, "req_bytes", json_integer((json_int_t)r->req_bytes));
+    json_object_set_new(o, "resp_bytes", json_integer((json_int_t)r->resp_bytes));
+    print_json(o);
+}
+
+static void jsonl_run_other(const struct h2r_run_record *rec)
+{
+    json_t *o = json_object();
+    switch (rec->kind) {
+    case H2R_RUN_REC_SECTION: {
+        const struct h2r_run_section *s = &rec->u.section;
+        json_object_set_new(o, "type", json_string("section"));
+        json_object_set_new(o, "section", json_integer(s->id));
+        json_object_set_new(o, "name", json_string(s->name));
+        json_object_set_new(o, "url", json_str_or_null(s->url));
+        json_object_set_new(o, "speed", s->speed > 0 ? json_real(s->speed) : json_string("max"));
+        json_object_set_new(o, "t0_wall_ns", json_integer(s->t0_wall_ns));
+        json_object_set_new(o, "timeout_ns", json_integer(s->timeout_ns));
+        json_object_set_new(o, "label", json_str_or_null(s->label));
+        break;
+    }
+    case H2R_RUN_REC_SAMPLE: {
+        const struct h2r_run_sample *s = &rec->u.sample;
+        json_object_set_new(o, "type", json_string("sample"));
+        json_object_set_new(o, "section", json_integer(s->section));
+        json_object_set_new(o, "t_ns", json_integer(s->t_ns));
+        json_object_set_new(o, "interval_ns", json_integer(s->interval_ns));
+        json_object_set_new(o, "in_flight", json_integer((json_int_t)s->in_flight));
+        json_object_set_new(o, "open_conns", json_integer((json_int_t)s->open_conns));
+        json_object_set_new(o, "due", json_integer((json_int_t)s->due));
+        json_object_set_new(o, "sent", json_integer((json_int_t)s->sent));
+        json_object_set_new(o, "done", json_integer((json_int_t)s->done));
+        json_object_set_new(o, "errors", json_integer((json_int_t)s->errors));
+        json_object_set_new(o, "max_late_ns", json_integer(s->max_late_ns));
+        break;
+    }
+    case H2R_RUN_REC_SECTION_END: {
+        const struct h2r_run_section_end *e = &rec->u.end;
+        json_object_set_new(o, "type", json_string("section_end"));
+        json_object_set_new(o, "section", json_integer(e->section));
+        json_object_set_new(o, "t_end_ns", json_integer(e->t_end_ns));
+        json_object_set_new(o, "exchanges", json_integer((json_int_t)e->exchanges));
+        json_object_set_new(o, "errors", json_integer((json_int_t)e->errors));
+        json_object_set_new(o, "interrupted", json_boolean(e->interrupted));
+        json_object_set_new(o, "cpu_user_ns", json_integer(e->cpu_user_ns));
+        json_object_set_new(o, "cpu_sys_ns", json_integer(e->cpu_sys_ns));
+        json_object_set_new(o, "max_rss_kb", json_integer((json_int_t)e->max_rss_kb));
+        break;
+    }
+    default:
+        break;
+    }
+    print_json(o);
+}
+
+static void table_result(const struct h2r_run_result *r)
+{
+    char at[32], lat[32], late[32], status[16];
+    h2r_format_duration(r->t_intended_ns, at, sizeof(at));
+    h2r_format_duration(r->t_done_ns - r->t_intended_ns, lat, sizeof(lat));
+    if (r->t_sent_ns)
+        h2r_format_duration(r->t_sent_ns - r->t_intended_ns, late, sizeof(late));
+    else
+        snprintf(late, sizeof(late), "-");
+    if (r->status >= 0)
+        snprintf(status, sizeof(status), "%d", r->status);
+    else
+        snprintf(status, sizeof(status), "-");
+    printf("%3u %7" PRIu64 " %5" PRIu64 " %10s %9s %9s %-7.7s %-6s %-17.17s %s\n", r->section,
+           r->exchange_id, r->trace_conn, at, late, lat, r->method, status,
+           h2r_err_class_name(r->err_class), r->path);
+}
+
+static int show_run(const char *path, enum show_format fmt, int all)
+{
+    struct h2r_run_reader *r;
+    char err[512];
+    int rc = h2r_run_reader_open(&r, path, err, sizeof(err));
+    if (rc) {
+        cli_err("show", "%s", err);
+        return 1;
+    }
+    const struct h2r_run_meta *m = h2r_run_reader_meta(r);
+    if (fmt == FMT_TABLE) {
+        printf("run %s: written by h2replay %s on %s\ntrace %s (sha256 %.16s...)", path,
+               m->tool_version ? m->tool_version : "?", m->host ? m->host : "?",
+               m->trace_path ? m->trace_path : "?", m->trace_sha256 ? m->trace_sha256 : "?");
+        if (m->shard_count > 1)
+            printf(", shard %u/%u", m->shard_index, m->shard_count);
+        printf("\n");
+    } else if (all) {
+        json_t *o = json_object();
+        json_object_set_new(o, "type", json_string("meta"));
+        json_object_set_new(o, "tool_version", json_str_or_null(m->tool_version));
+        json_object_set_new(o, "trace_path", json_str_or_null(m->trace_path));
+        json_object_set_new(o, "trace_sha256", json_str_or_null(m->trace_sha256));
+        json_object_set_new(o, "host", json_str_or_null(m->host));
+        json_object_set_new(o, "command", json_str_or_null(m->command));
+        json_object_set_new(o, "settings", json_str_or_null(m->settings));
+        json_object_set_new(o, "shard_index", json_integer(m->shard_index));
+        json_object_set_new(o, "shard_count", json_integer(m->shard_count));
+        print_json(o);
+    }
+    struct h2r_run_record rec;
+    uint64_t results = 0, errors = 0;
+    while ((rc = h2r_run_reader_next(r, &rec)) == 1) {
+        if (rec.kind == H2R_RUN_REC_RESULT) {
+            results++;
+            errors += rec.u.result.err_class != H2R_EC_NONE;
+            if (fmt == FMT_JSONL)
+                jsonl_result(&rec.u.result, all);
+            else
+                table_result(&rec.u.result);
+            continue;
+        }
+        if (fmt == FMT_JSONL) {
+            if (all)
+                jsonl_run_other(&rec);
+            continue;
+        }
+        if (rec.kind == H2R_RUN_REC_SECTION) {
+            printf("\nsection %u: %s  %s  speed %s%.1f  timeout %.1fs%s%s\n", rec.u.section.id,
+                   rec.u.section.name, rec.u.section.url ? rec.u.section.url : "",
+                   rec.u.section.speed > 0 ? "x" : "max ",
+                   rec.u.section.speed > 0 ? rec.u.section.speed : 0.0,
+                   (double)rec.u.section.timeout_ns / 1e9, rec.u.section.label ? "  " : "",
+                   rec.u.section.label ? rec.u.section.label : "");
+            printf("%3s %7s %5s %10s %9s %9s %-7s %-6s %-17s %s\n", "SEC", "EXCH", "CONN",
+                   "DUE", "LATE", "LATENCY", "METHOD", "STATUS", "CLASS", "PATH");
+        } else if (rec.kind == H2R_RUN_REC_SECTION_END) {
+            printf("section %u end: %" PRIu64 " exchanges, %" PRIu64 " errors%s, cpu %.2fs, "
+                   "max rss %" PRIu64 " kB\n",
+                   rec.u.end.section, rec.u.end.exchanges, rec.u.end.errors,
+                   rec.u.end.interrupted ? ", INTERRUPTED" : "",
+                   (double)(rec.u.end.cpu_user_ns + rec.u.end.cpu_sys_ns) / 1e9,
+                   rec.u.end.max_rss_kb);
+        }
+    }
+    fflush(stdout);
+    int status = 0;
+    if (rc < 0) {
+        cli_err("show", "%s", h2r_run_reader_errmsg(r));
+        status = 1;
+    }
+    if (fmt == FMT_TABLE && rc >= 0)
+        printf("\n%" PRIu64 " results, %" PRIu64 " failed\n", results, errors);
+    h2r_run_reader_free(r);
+    return status;
+}
+
 int cmd_show(int argc, char **argv)
 {
     static const struct option longopts[] = {{"format", required_argument, NULL, 'F'},
@@ -292,6 +480,8 @@ int cmd_show(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *path = argv[optind];
+    if (strcmp(path, "-") != 0 && h2r_run_file_probe(path))
+        return show_run(path, fmt, all);
 
     struct h2r_trace_reader *r;
     char err[512];
