@@ -44,6 +44,18 @@ struct cap_session_stats {
     uint64_t redacted_values;
     uint64_t upgrade_rejected;          /* Upgrade: h2c answered without 101 */
     uint64_t streams_cap_hit;           /* too many concurrent streams tracked */
+    /* Added by the session layer (exported by cap_session_stats_export). */
+    uint64_t flows_no_data;                   /* closed before any payload byte */
+    uint64_t undecodable_upgrade_unanswered;  /* Upgrade: h2c never answered */
+    uint64_t undecodable_upgrade_unsupported; /* Upgrade: h2c with a chunked request body */
+    uint64_t h2_push_promise;           /* PUSH_PROMISE frames (pushed streams not recorded) */
+    uint64_t h2_header_block_too_large; /* encoded header block over CAP_H2_MAX_HEADER_BLOCK */
+    uint64_t h2_header_list_truncated;  /* decoded list over CAP_H2_MAX_HEADER_LIST/_HEADERS */
+    uint64_t h2_frames_ignored;         /* malformed frames an endpoint treats as stream errors */
+    uint64_t h2_frames_unknown_stream;  /* HEADERS/DATA for a client stream never tracked */
+    uint64_t h2_req_trailers_dropped;   /* request trailers (the trace has no field for them) */
+    uint64_t redact_bodies_dropped;     /* stored body withheld: might hold a secret, unparsable */
+    uint64_t redact_table_full;         /* placeholder table full: a repeat got a new number */
 };
 
 /* Shared by all sessions of one capture; owned by the driver. */
@@ -67,8 +79,26 @@ struct cap_flow_info {
 
 struct cap_session;
 
+/*
+ * Where a session's records go. cap_session_new() forwards to env->tw; tests
+ * and fuzzers substitute their own. Each function returns 0 or a negative
+ * H2R_ERR_* code, which the session stores in env->write_error and returns.
+ * Records are borrowed for the duration of the call.
+ */
+struct cap_session_sink {
+    int (*conn)(void *ud, const struct h2r_conn *c);
+    int (*conn_end)(void *ud, const struct h2r_conn_end *e);
+    int (*exchange)(void *ud, const struct h2r_exchange *x);
+    void *ud;
+};
+
 /* Creates a session for a new TCP connection. NULL only on allocation failure. */
 struct cap_session *cap_session_new(struct cap_session_env *env, const struct cap_flow_info *info);
+
+/* Same, writing records to sink (copied) instead of env->tw. */
+struct cap_session *cap_session_new_with_sink(struct cap_session_env *env,
+                                              const struct cap_flow_info *info,
+                                              const struct cap_session_sink *sink);
 
 /*
  * In-order bytes of one direction. Returns 0; a negative code only for fatal

@@ -216,11 +216,15 @@ static void table_exchange(const struct h2r_exchange *x, int64_t t0, int headers
     if (x->grpc_status >= 0)
         snprintf(status + strlen(status), sizeof(status) - strlen(status), "/g%d",
                  x->grpc_status);
-    printf("%6" PRIu64 " %5" PRIu64 " %6u %10s %9s %-7.7s %-8s %9" PRIu64 " %9" PRIu64 "  ",
-           x->id, x->conn_id, x->stream_id, at, dur, m ? (const char *)m->value : "-", status,
-           x->req_body_len, x->resp_body_len);
-    if (m == NULL) /* the %.7s above read the value as a C string only when present */
-        (void)0;
+    /* header values are not NUL-terminated: copy the method into a bounded buffer */
+    char method[8] = "-";
+    if (m) {
+        size_t n = m->value_len < sizeof(method) - 1 ? m->value_len : sizeof(method) - 1;
+        memcpy(method, m->value, n);
+        method[n] = '\0';
+    }
+    printf("%6" PRIu64 " %5" PRIu64 " %6u %10s %9s %-7s %-8s %9" PRIu64 " %9" PRIu64 "  ", x->id,
+           x->conn_id, x->stream_id, at, dur, method, status, x->req_body_len, x->resp_body_len);
     if (p)
         put_field(p->value, p->value_len, 48);
     else

@@ -1,0 +1,38 @@
+# Session half of the capture stage (included by capture/CMakeLists.txt).
+#   h2r_capture_session  transport detection, passive HTTP/2 + HPACK decoding, exchange
+#                        assembly, redaction; pure push parsers writing through a sink
+add_library(h2r_capture_session STATIC
+  ${CMAKE_CURRENT_SOURCE_DIR}/cap_session.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/cap_h2.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/cap_exchange.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/cap_redact.c)
+target_include_directories(h2r_capture_session PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+# libcrypto: SHA-256 for the salted placeholder table in cap_redact.c.
+target_link_libraries(h2r_capture_session PUBLIC h2r_capture_stats h2r_core
+                      PkgConfig::NGHTTP2 PkgConfig::JANSSON PkgConfig::OPENSSL)
+
+set(_h2r_sess_tests ${PROJECT_SOURCE_DIR}/tests/unit/capture)
+h2r_unit_test(test_cap_h2_passive
+  SOURCES ${_h2r_sess_tests}/test_h2_passive.c
+  LIBS h2r_capture_session)
+h2r_unit_test(test_cap_session
+  SOURCES ${_h2r_sess_tests}/test_session.c
+  LIBS h2r_capture_session)
+h2r_unit_test(test_cap_redact
+  SOURCES ${_h2r_sess_tests}/test_redact.c
+  LIBS h2r_capture_session)
+
+set(_h2r_sess_fuzz ${PROJECT_SOURCE_DIR}/tests/fuzz)
+h2r_fuzz_target(fuzz_h2_frames
+  SOURCE ${_h2r_sess_fuzz}/fuzz_h2_frames.c
+  LIBS h2r_capture_session
+  CORPUS ${_h2r_sess_fuzz}/corpus/h2_frames)
+h2r_fuzz_target(fuzz_redact
+  SOURCE ${_h2r_sess_fuzz}/fuzz_redact.c
+  LIBS h2r_capture_session
+  CORPUS ${_h2r_sess_fuzz}/corpus/redact)
+
+# Regenerates the committed corpora: gen_h2_corpus <corpus/h2_frames> <corpus/redact>
+add_executable(gen_h2_corpus ${_h2r_sess_fuzz}/gen/gen_h2_corpus.c)
+target_include_directories(gen_h2_corpus PRIVATE ${PROJECT_SOURCE_DIR}/tests)
+target_link_libraries(gen_h2_corpus PRIVATE PkgConfig::NGHTTP2)
