@@ -210,6 +210,7 @@ struct recio_reader {
     int src_eof;
     size_t frame_rem;    /* last ZSTD_decompressStream hint: 0 = at a frame boundary */
     int any_frame;
+    int zstd_magic; /* the source starts with a zstd frame magic number */
     /* decompressed window: win[pos..len) not yet parsed */
     uint8_t *win;
     size_t win_pos, win_len, win_cap;
@@ -250,6 +251,9 @@ static int reader_refill_input(struct recio_reader *r)
             r->src_eof = 1;
             return 0;
         }
+        if (off == 0)
+            r->zstd_magic = r->mem_len >= 4 && r->mem[0] == 0x28 && r->mem[1] == 0xb5 &&
+                            r->mem[2] == 0x2f && r->mem[3] == 0xfd;
         r->ib.src = r->mem + off;
         r->ib.size = r->mem_len - off;
         r->ib.pos = 0;
@@ -262,6 +266,9 @@ static int reader_refill_input(struct recio_reader *r)
         r->src_eof = 1;
         return 0;
     }
+    if (r->consumed == 0)
+        r->zstd_magic = n >= 4 && r->in[0] == 0x28 && r->in[1] == 0xb5 && r->in[2] == 0x2f &&
+                        r->in[3] == 0xfd;
     r->ib.src = r->in;
     r->ib.size = n;
     r->ib.pos = 0;
@@ -352,9 +359,12 @@ static int reader_init(struct recio_reader *r, const char magic[8], uint32_t max
     int64_t avail = reader_fill(r, RECIO_MAGIC_LEN);
     if (avail == 0 && !r->any_frame)
         return h2r_seterr(errbuf, errlen, H2R_ERR_FORMAT, "%s: empty file", r->name);
-    if (avail < 0 && r->error == H2R_ERR_COMPRESS && r->records == 0 && r->win_len == 0)
+    if (avail < 0 && r->error == H2R_ERR_COMPRESS && r->win_len == 0 && !r->zstd_magic)
         return h2r_seterr(errbuf, errlen, H2R_ERR_FORMAT,
                           "%s: not an h2replay file (not zstd-compressed)", r->name);
+    if (avail < 0 && r->error == H2R_ERR_COMPRESS && r->win_len == 0)
+        return h2r_seterr(errbuf, errlen, H2R_ERR_FORMAT,
+                          "%s; the file is damaged in its first zstd block", r->errmsg);
     if (avail < 0)
         return h2r_seterr(errbuf, errlen, (int)avail, "%s", r->errmsg);
     if (avail < RECIO_MAGIC_LEN)
