@@ -6,3 +6,5 @@ add_executable(gen_trace_corpus ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/gen/gen_trace_c
 target_link_libraries(gen_trace_corpus PRIVATE h2r_core)
 h2r_fuzz_target(fuzz_trace_records SOURCE ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_trace_records.c
                 LIBS h2r_core CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/trace_records)
+h2r_fuzz_target(fuzz_hist SOURCE ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_hist.c
+                LIBS h2r_core CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/hist)
