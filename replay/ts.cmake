@@ -1,0 +1,31 @@
+# TS2021 (Tailscale control protocol) core, included by replay/CMakeLists.txt:
+#   h2r_replay_ts  Noise IK, record framing, the HTTP/1.1 upgrade, the map stream,
+#                  request bodies and keys; I/O-free push parsers (replay/ts2021.h)
+# Paths are relative to this file so the fragment works from any including directory.
+get_filename_component(H2R_TS_TOP ${CMAKE_CURRENT_LIST_DIR} DIRECTORY)
+
+find_library(HTTP_PARSER_LIB http_parser REQUIRED)
+find_path(HTTP_PARSER_INCLUDE_DIR http_parser.h REQUIRED)
+
+add_library(h2r_replay_ts STATIC
+  ${CMAKE_CURRENT_LIST_DIR}/ts_noise.c
+  ${CMAKE_CURRENT_LIST_DIR}/ts_frame.c
+  ${CMAKE_CURRENT_LIST_DIR}/ts_upgrade.c
+  ${CMAKE_CURRENT_LIST_DIR}/ts_map.c)
+target_include_directories(h2r_replay_ts PUBLIC ${CMAKE_CURRENT_LIST_DIR}
+                           PRIVATE ${HTTP_PARSER_INCLUDE_DIR})
+target_link_libraries(h2r_replay_ts PUBLIC h2r_core PkgConfig::OPENSSL PkgConfig::ZSTD
+                      PkgConfig::JANSSON PRIVATE ${HTTP_PARSER_LIB})
+
+foreach(t noise frame upgrade map)
+  h2r_unit_test(test_ts_${t}
+    SOURCES ${H2R_TS_TOP}/tests/unit/replay/test_ts_${t}.c
+    LIBS h2r_replay_ts)
+endforeach()
+
+foreach(t frame map upgrade)
+  h2r_fuzz_target(fuzz_ts_${t}
+    SOURCE ${H2R_TS_TOP}/tests/fuzz/fuzz_ts_${t}.c
+    LIBS h2r_replay_ts
+    CORPUS ${H2R_TS_TOP}/tests/fuzz/corpus/ts_${t})
+endforeach()
