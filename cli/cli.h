@@ -14,6 +14,7 @@ int cmd_capture(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_replay(int argc, char **argv);  /* cli/cmd_replay.c, built with the replay stage */
 int cmd_analyze(int argc, char **argv); /* cli/cmd_analyze.c, built with the analyze stage */
+int cmd_db(int argc, char **argv);      /* cli/cmd_db.c, built with the database adapters */
 
 /* Prints "h2replay CMD: <message>" to stderr. */
 void cli_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

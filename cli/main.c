@@ -23,6 +23,9 @@ static const struct command commands[] = {
 #ifdef H2R_HAVE_ANALYZE
     {"analyze", cmd_analyze, "compare runs, find failure points, gate CI"},
 #endif
+#ifdef H2R_HAVE_DB
+    {"db", cmd_db, "snapshot, restore, watch and verify the database behind a target"},
+#endif
 };
 
 static void usage(FILE *f)

@@ -23,6 +23,7 @@ BUILD_PKGS=(
 # tshark brings wireshark-common (editcap, capinfos).
 PEER_PKGS=(
     nghttp2-server nghttp2-client nghttp2-proxy curl tshark tcpdump jq python3 chromium
+    postgresql openssl
 )
 PKGS=("${BUILD_PKGS[@]}" "${PEER_PKGS[@]}")
 

@@ -1,0 +1,66 @@
+/*
+ * Log-linear histograms and live counters for the replay (see rp_stats.h).
+ */
+#include <string.h>
+
+#include "rp_stats.h"
+
+uint32_t rp_hist_bucket(int64_t v)
+{
+    if (v < (1 << RP_HIST_SUB_BITS))
+        return v < 0 ? 0 : (uint32_t)v;
+    uint64_t u = (uint64_t)v;
+    uint32_t e = 63u - (uint32_t)__builtin_clzll(u); /* >= SUB_BITS */
+    uint32_t sub = (uint32_t)(u >> (e - RP_HIST_SUB_BITS)) & ((1u << RP_HIST_SUB_BITS) - 1);
+    return ((e - RP_HIST_SUB_BITS + 1) << RP_HIST_SUB_BITS) + sub;
+}
+
+int64_t rp_hist_bucket_max(uint32_t b)
+{
+    if (b < (1u << RP_HIST_SUB_BITS))
+        return (int64_t)b;
+    uint32_t e = (b >> RP_HIST_SUB_BITS) + RP_HIST_SUB_BITS - 1;
+    uint64_t sub = b & ((1u << RP_HIST_SUB_BITS) - 1);
+    uint64_t lo = ((1ull << RP_HIST_SUB_BITS) + sub) << (e - RP_HIST_SUB_BITS);
+    uint64_t width = 1ull << (e - RP_HIST_SUB_BITS);
+    uint64_t hi = lo + width - 1;
+    return hi > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)hi;
+}
+
+void rp_hist_add(struct rp_hist *h, int64_t v)
+{
+    atomic_fetch_add_explicit(&h->n[rp_hist_bucket(v)], 1, memory_order_relaxed);
+}
+
+void rp_hist_snapshot(const struct rp_hist *h, uint64_t *out)
+{
+    for (uint32_t i = 0; i < RP_HIST_BUCKETS; i++)
+        out[i] += atomic_load_explicit(&h->n[i], memory_order_relaxed);
+}
+
+int64_t rp_hist_quantile(const uint64_t *counts, double q)
+{
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < RP_HIST_BUCKETS; i++)
+        total += counts[i];
+    if (total == 0)
+        return 0;
+    uint64_t rank = (uint64_t)(q * (double)total);
+    if (rank >= total)
+        rank = total - 1;
+    uint64_t acc = 0;
+    for (uint32_t i = 0; i < RP_HIST_BUCKETS; i++) {
+        acc += counts[i];
+        if (acc > rank)
+            return rp_hist_bucket_max(i);
+    }
+    return rp_hist_bucket_max(RP_HIST_BUCKETS - 1);
+}
+
+void rp_live_late(struct rp_live *l, int64_t v)
+{
+    int64_t cur = atomic_load_explicit(&l->max_late, memory_order_relaxed);
+    while (v > cur && !atomic_compare_exchange_weak_explicit(
+                          &l->max_late, &cur, v, memory_order_relaxed, memory_order_relaxed)) {
+    }
+}

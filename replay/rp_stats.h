@@ -1,0 +1,56 @@
+/*
+ * Replay statistics shared between a loop thread and the driver.
+ *
+ * Each loop thread owns one struct rp_live and is its only writer; the
+ * driver only reads it (relaxed atomic loads) to write samples and the
+ * progress line, so nothing is locked and no cache line is written by two
+ * threads. Histograms are log-linear (8 sub-buckets per power of two: at
+ * most 12.5% relative error), enough for "p99-ish" figures; exact
+ * percentiles come from the run file.
+ */
+#ifndef H2R_RP_STATS_H
+#define H2R_RP_STATS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define RP_HIST_SUB_BITS 3
+#define RP_HIST_BUCKETS ((64 - RP_HIST_SUB_BITS + 1) << RP_HIST_SUB_BITS)
+
+struct rp_hist {
+    _Atomic uint64_t n[RP_HIST_BUCKETS];
+};
+
+/* Bucket of a value (negative values count as 0). */
+uint32_t rp_hist_bucket(int64_t v);
+
+/* Largest value that falls into bucket b. */
+int64_t rp_hist_bucket_max(uint32_t b);
+
+/* Counts v (relaxed atomic increment: one writer per histogram). */
+void rp_hist_add(struct rp_hist *h, int64_t v);
+
+/* Adds h's counts into out[RP_HIST_BUCKETS]. */
+void rp_hist_snapshot(const struct rp_hist *h, uint64_t *out);
+
+/* The q-quantile (0..1) of counts as its bucket's upper bound; 0 when empty. */
+int64_t rp_hist_quantile(const uint64_t *counts, double q);
+
+/* One loop thread's live counters (cumulative since the section started). */
+struct rp_live {
+    _Alignas(64) _Atomic uint64_t due; /* exchanges whose send time came (own cache lines) */
+    _Atomic uint64_t sent;             /* HEADERS submitted */
+    _Atomic uint64_t done;             /* results produced */
+    _Atomic uint64_t errors;           /* results with a failure class */
+    _Atomic uint64_t in_flight;        /* sent and not done */
+    _Atomic uint64_t open_conns;
+    _Atomic int64_t max_late; /* worst send lateness since the driver last took it */
+    _Atomic int finished;     /* the thread produced every result */
+    struct rp_hist late;      /* send lateness: t_sent - t_intended */
+    struct rp_hist latency;   /* response time from the actual send */
+};
+
+/* Raises max_late to v when larger. */
+void rp_live_late(struct rp_live *l, int64_t v);
+
+#endif
