@@ -335,8 +335,22 @@ static void jsonl_run_other(const struct h2r_run_record *rec)
         json_object_set_new(o, "max_rss_kb", json_integer((json_int_t)e->max_rss_kb));
         break;
     }
-    default:
+    case H2R_RUN_REC_DB_SAMPLE: {
+        const struct h2r_run_db_sample *d = &rec->u.db;
+        json_object_set_new(o, "type", json_string("db_sample"));
+        json_object_set_new(o, "section", json_integer(d->section));
+        json_object_set_new(o, "t_ns", json_integer(d->t_ns));
+        json_object_set_new(o, "db", json_str_or_null(d->db_kind));
+        json_t *vals = json_object();
+        for (size_t i = 0; i < d->n_values; i++)
+            json_object_set_new(vals, d->values[i].name,
+                                json_integer((json_int_t)d->values[i].value));
+        json_object_set_new(o, "values", vals);
         break;
+    }
+    default:
+        json_decref(o);
+        return; /* a kind this build does not know: the reader already skips those */
     }
     print_json(o);
 }

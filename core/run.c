@@ -65,6 +65,8 @@ enum {
     PF_ERRORS,
     PF_MAX_LATE
 };
+enum { DF_SECTION = 1, DF_T, DF_KIND, DF_VALUE };
+enum { KF_NAME = 1, KF_VALUE };
 enum {
     NF_SECTION = 1,
     NF_T_END,
@@ -263,6 +265,28 @@ int h2r_run_write_section_end(struct h2r_run_writer *w, const struct h2r_run_sec
     return rc;
 }
 
+int h2r_run_write_db_sample(struct h2r_run_writer *w, const struct h2r_run_db_sample *s)
+{
+    struct h2r_buf *b = &w->rec;
+    struct h2r_buf sub;
+    h2r_buf_reset(b);
+    h2r_buf_init(&sub, 4096);
+    fld_put_u64(b, DF_SECTION, s->section);
+    fld_put_i64(b, DF_T, s->t_ns);
+    fld_put_str(b, DF_KIND, s->db_kind);
+    for (size_t i = 0; i < s->n_values; i++) {
+        h2r_buf_reset(&sub);
+        fld_put_str(&sub, KF_NAME, s->values[i].name);
+        fld_put_u64(&sub, KF_VALUE, s->values[i].value);
+        if (sub.failed)
+            b->failed = sub.failed;
+        else
+            fld_put_bytes(b, DF_VALUE, sub.p, sub.len);
+    }
+    h2r_buf_free(&sub);
+    return rw_emit(w, H2R_RUN_REC_DB_SAMPLE);
+}
+
 int h2r_run_writer_flush(struct h2r_run_writer *w)
 {
     if (w->error)
@@ -298,6 +322,8 @@ int h2r_run_writer_close(struct h2r_run_writer *w)
 
 struct h2r_run_reader {
     struct recio_reader *rr;
+    struct h2r_counter *values; /* db sample values (names are arena offsets until fixed up) */
+    size_t n_values, cap_values;
     struct h2r_run_meta meta;
     struct h2r_buf meta_strings;
     struct h2r_buf strings;
@@ -600,6 +626,70 @@ static int decode_section_end(struct h2r_run_reader *r, const uint8_t *p, size_t
     return rc < 0 ? bad_record(r, "section end") : 0;
 }
 
+static int decode_db_sample(struct h2r_run_reader *r, const uint8_t *p, size_t n,
+                            struct h2r_run_db_sample *o)
+{
+    struct fld_cursor c = {p, n};
+    struct fld_value v;
+    struct h2r_buf *a = &r->strings;
+    size_t kind = NO_STR;
+    int rc;
+    memset(o, 0, sizeof(*o));
+    r->n_values = 0;
+    while ((rc = fld_next(&c, &v)) == 1) {
+        switch (v.field) {
+        case DF_SECTION:
+            o->section = (uint32_t)v.u;
+            break;
+        case DF_T:
+            o->t_ns = fld_zigzag_decode(v.u);
+            break;
+        case DF_KIND:
+            kind = arena_str(a, &v);
+            break;
+        case DF_VALUE: {
+            if (v.wire_type != FLD_BYTES)
+                return bad_record(r, "db sample");
+            struct fld_cursor cc = {v.data, v.n};
+            struct fld_value kv;
+            size_t name = NO_STR;
+            uint64_t value = 0;
+            int krc;
+            while ((krc = fld_next(&cc, &kv)) == 1) {
+                if (kv.field == KF_NAME)
+                    name = arena_str(a, &kv);
+                else if (kv.field == KF_VALUE)
+                    value = kv.u;
+            }
+            if (krc < 0 || name == NO_STR || r->n_values >= 4096)
+                return bad_record(r, "db sample value");
+            if (r->n_values == r->cap_values) {
+                size_t ncap = r->cap_values ? r->cap_values * 2 : 32;
+                struct h2r_counter *nv = realloc(r->values, ncap * sizeof(*nv));
+                if (!nv)
+                    return H2R_ERR_NOMEM;
+                r->values = nv;
+                r->cap_values = ncap;
+            }
+            r->values[r->n_values].name = (const char *)(uintptr_t)name;
+            r->values[r->n_values].value = value;
+            r->n_values++;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    if (rc < 0 || a->failed)
+        return bad_record(r, "db sample");
+    for (size_t i = 0; i < r->n_values; i++)
+        r->values[i].name = (const char *)a->p + (uintptr_t)r->values[i].name;
+    o->db_kind = fix(a, kind);
+    o->values = r->values;
+    o->n_values = r->n_values;
+    return 0;
+}
+
 static int run_reader_start(struct h2r_run_reader *r, char *errbuf, size_t errlen)
 {
     uint32_t kind;
@@ -687,6 +777,9 @@ int h2r_run_reader_next(struct h2r_run_reader *r, struct h2r_run_record *rec)
         case H2R_RUN_REC_SECTION_END:
             rc = decode_section_end(r, p, n, &rec->u.end);
             break;
+        case H2R_RUN_REC_DB_SAMPLE:
+            rc = decode_db_sample(r, p, n, &rec->u.db);
+            break;
         default:
             r->skipped++;
             continue;
@@ -710,6 +803,7 @@ void h2r_run_reader_free(struct h2r_run_reader *r)
     if (!r)
         return;
     recio_reader_free(r->rr);
+    free(r->values);
     h2r_buf_free(&r->meta_strings);
     h2r_buf_free(&r->strings);
     free(r);

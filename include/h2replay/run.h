@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "h2replay/error.h"
+#include "h2replay/trace.h" /* struct h2r_counter */
 
 #ifdef __cplusplus
 extern "C" {
@@ -128,11 +129,24 @@ struct h2r_run_section_end {
     uint64_t max_rss_kb;
 };
 
+/*
+ * Database evidence sampled during a section (`replay --db`): named values,
+ * e.g. "rows.nodes", "pg.lock_waits", "pg.xact_rollback", "sqlite.wal_bytes".
+ */
+struct h2r_run_db_sample {
+    uint32_t section;
+    int64_t t_ns;
+    const char *db_kind; /* "sqlite" or "postgresql" */
+    const struct h2r_counter *values;
+    size_t n_values;
+};
+
 enum h2r_run_kind {
     H2R_RUN_REC_SECTION = 2,
     H2R_RUN_REC_RESULT = 3,
     H2R_RUN_REC_SAMPLE = 4,
-    H2R_RUN_REC_SECTION_END = 5
+    H2R_RUN_REC_SECTION_END = 5,
+    H2R_RUN_REC_DB_SAMPLE = 6
 };
 
 struct h2r_run_record {
@@ -142,6 +156,7 @@ struct h2r_run_record {
         struct h2r_run_result result;
         struct h2r_run_sample sample;
         struct h2r_run_section_end end;
+        struct h2r_run_db_sample db;
     } u;
 };
 
@@ -155,6 +170,7 @@ int h2r_run_write_section(struct h2r_run_writer *w, const struct h2r_run_section
 int h2r_run_write_result(struct h2r_run_writer *w, const struct h2r_run_result *r);
 int h2r_run_write_sample(struct h2r_run_writer *w, const struct h2r_run_sample *s);
 int h2r_run_write_section_end(struct h2r_run_writer *w, const struct h2r_run_section_end *e);
+int h2r_run_write_db_sample(struct h2r_run_writer *w, const struct h2r_run_db_sample *s);
 int h2r_run_writer_flush(struct h2r_run_writer *w);
 const char *h2r_run_writer_errmsg(const struct h2r_run_writer *w);
 int h2r_run_writer_close(struct h2r_run_writer *w);

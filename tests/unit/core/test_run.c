@@ -45,6 +45,9 @@ static void write_run(const char *path, unsigned n)
     }
     struct h2r_run_sample sm = {0, 1000000000, 1000000000, 3, 1, 10, 10, 9, 1, 1234};
     CHECK_EQ_INT(h2r_run_write_sample(w, &sm), 0);
+    struct h2r_counter vals[] = {{"rows.nodes", 600}, {"sqlite.wal_bytes", 4096}};
+    struct h2r_run_db_sample db = {0, 1500000000, "sqlite", vals, 2};
+    CHECK_EQ_INT(h2r_run_write_db_sample(w, &db), 0);
     struct h2r_run_section_end e = {0, 2000000000, n, n / 3, 0, 1, 2, 3};
     CHECK_EQ_INT(h2r_run_write_section_end(w, &e), 0);
     CHECK_EQ_INT(h2r_run_writer_close(w), 0);
@@ -83,6 +86,12 @@ static void test_roundtrip(void)
     CHECK_EQ_INT(h2r_run_reader_next(r, &rec), 1);
     CHECK_EQ_INT(rec.kind, H2R_RUN_REC_SAMPLE);
     CHECK_EQ_INT(rec.u.sample.max_late_ns, 1234);
+    CHECK_EQ_INT(h2r_run_reader_next(r, &rec), 1);
+    CHECK_EQ_INT(rec.kind, H2R_RUN_REC_DB_SAMPLE);
+    CHECK_EQ_STR(rec.u.db.db_kind, "sqlite");
+    CHECK_EQ_INT(rec.u.db.n_values, 2);
+    CHECK_EQ_STR(rec.u.db.values[1].name, "sqlite.wal_bytes");
+    CHECK_EQ_INT(rec.u.db.values[0].value, 600);
     CHECK_EQ_INT(h2r_run_reader_next(r, &rec), 1);
     CHECK_EQ_INT(rec.kind, H2R_RUN_REC_SECTION_END);
     CHECK_EQ_INT(rec.u.end.max_rss_kb, 3);
