@@ -26,7 +26,7 @@
 #include "cap_stats.h"
 
 #define DEFAULT_MAX_REQ_BODY ((size_t)1 << 20)
-#define DEFAULT_MAX_RESP_BODY ((size_t)64 << 10)
+#define DEFAULT_MAX_RESP_BODY (4u * 1024u) /* replay never resends responses; keep the trace small */
 #define DEFAULT_SNAPLEN 262144
 #define LIVE_TIMEOUT_MS 100    /* how often an idle live capture checks stop/duration */
 #define CLOCK_CHECK_EVERY 256u /* packets between progress/duration checks */

@@ -33,7 +33,7 @@ static void capture_usage(FILE *f)
             "output:\n"
             "  -o, --output TRACE       trace file to write ('-' = stdout)\n"
             "      --max-req-body SIZE  request body bytes stored per exchange (default 1MiB)\n"
-            "      --max-resp-body SIZE response body bytes stored per exchange (default 64KiB)\n"
+            "      --max-resp-body SIZE response body bytes stored per exchange (default 4KiB)\n"
             "redaction (on by default; secrets become $H2R{name_N} placeholders):\n"
             "      --no-redact          keep secrets (never for production traces)\n"
             "      --redact-headers L   comma list of header names (replaces the default list)\n"

@@ -14,7 +14,7 @@
 # 4. Prints a Markdown table, also written to WORK_DIR/bench.md.
 #
 # Usage: scripts/bench-capture.sh
-# Environment: SIZE_MB (1024), WORK_DIR (out/bench), TSHARK_MAX_S (600),
+# Environment: MTU (unset: plain lo; e.g. 1500: see below), SIZE_MB (1024), WORK_DIR (out/bench), TSHARK_MAX_S (600),
 #   PREFIX_MB (200), H2R (build/cli/h2replay; built when missing), JOBS (2).
 # Note: loopback hands tcpdump GSO-sized segments (up to 64 KiB), so the pcap
 # has far fewer packets per MB than an Ethernet capture would (lowering lo's
@@ -33,6 +33,21 @@ TSHARK_MAX_S=${TSHARK_MAX_S:-600}
 PREFIX_MB=${PREFIX_MB:-200}
 JOBS=${JOBS:-2}
 H2R=${H2R:-build/cli/h2replay}
+# MTU=1500: record (and measure) inside a throwaway network namespace whose
+# loopback has that MTU and no segmentation offloads, so the pcap has
+# Ethernet-sized packets like a production capture (plain lo hands tcpdump
+# 64 KiB GSO segments, which flatters per-packet tools).
+if [[ -n ${MTU:-} && -z ${H2R_IN_NETNS:-} ]]; then
+    command -v ethtool >/dev/null || apt-get install -y -qq ethtool >/dev/null
+    ns=h2r-bench-$$
+    ip netns add "$ns" || { echo "bench-capture.sh: cannot create netns $ns" >&2; exit 1; }
+    trap 'ip netns del "$ns" 2>/dev/null' EXIT
+    ip netns exec "$ns" ip link set lo up mtu "$MTU"
+    ip netns exec "$ns" ethtool -K lo tso off gso off gro off >/dev/null
+    rc=0
+    H2R_IN_NETNS=1 ip netns exec "$ns" bash "${BASH_SOURCE[0]}" "$@" || rc=$?
+    exit "$rc"
+fi
 MAX_BATCHES=${MAX_BATCHES:-200}     # h2load runs, at most
 GEN_LIMIT_S=${GEN_LIMIT_S:-1800}    # time to record the pcap, at most
 

@@ -24,7 +24,7 @@ struct h2r_capture_opts {
     const char *redact_fields;  /* comma list of JSON body field names; NULL: default list */
     const char *redact_headers; /* comma list of header names; NULL: default list */
     size_t max_req_body;   /* bytes of request body stored per exchange (0: default 1 MiB) */
-    size_t max_resp_body;  /* bytes of response body stored per exchange (0: default 64 KiB) */
+    size_t max_resp_body;  /* bytes of response body stored per exchange (0: default 4 KiB) */
     int progress;          /* 1: progress line on stderr about once a second */
     uint64_t max_packets;  /* live/file: stop after this many packets, 0 = no limit */
     int64_t duration_ns;   /* live: stop after this long, 0 = until SIGINT/SIGTERM */
