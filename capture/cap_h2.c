@@ -440,8 +440,10 @@ static int decode_block(struct cap_h2 *h, int dirn, int64_t ts)
             h->st->h2_hpack_errors++;
             return fail(h, "HPACK decompression failed (RFC 7541)");
         }
-        in += rv;
-        inlen -= (size_t)rv;
+        if (rv > 0) { /* an empty block has in == NULL: no NULL + 0 (C11 6.5.6) */
+            in += rv;
+            inlen -= (size_t)rv;
+        }
         if (inflate_flags & NGHTTP2_HD_INFLATE_EMIT) {
             rc = hdr_add(h, &nv);
             if (rc < 0)
@@ -472,10 +474,12 @@ static int decode_block(struct cap_h2 *h, int dirn, int64_t ts)
         h->st->h2_push_promise++;
         return 0;
     }
+    /* Only empty names and values so far: hbuf may still be NULL. */
+    const uint8_t *base = h->hbuf ? h->hbuf : (const uint8_t *)"";
     for (size_t i = 0; i < h->n_hdrs; i++) {
-        h->hdrs[i].name = h->hbuf + h->spans[i].name_off;
+        h->hdrs[i].name = base + h->spans[i].name_off;
         h->hdrs[i].name_len = (uint32_t)h->spans[i].name_len;
-        h->hdrs[i].value = h->hbuf + h->spans[i].value_off;
+        h->hdrs[i].value = base + h->spans[i].value_off;
         h->hdrs[i].value_len = (uint32_t)h->spans[i].value_len;
     }
     if (d->block_end_stream)

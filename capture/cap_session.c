@@ -32,13 +32,27 @@
  *   "h2c_upgrade_unsupported" upgrade request whose body framing we cannot follow
  *                             (Transfer-Encoding, conflicting Content-Length)
  *   "no_data"                 no payload byte in either direction
+ *
+ * TLS: when the first client bytes are a TLS handshake record (RFC 8446 §5.1:
+ * type 22, legacy version 0x0301..0x0304) and the capture has a key log, a
+ * cap_tls parser sits in front of the detection above and the decrypted
+ * application data goes through it exactly as cleartext bytes would: ALPN
+ * "h2" is followed by the preface, "http/1.1" by a request head (an h2c
+ * upgrade or not HTTP/2). The conn record says transport "tls" and carries
+ * the ALPN. More reasons:
+ *   "tls_no_keylog"           a TLS flow, and no key log was given
+ *   "tls_partial"             joined mid-stream inside TLS records (no ClientHello)
+ *   "tls_*"                   decryption failed: see cap_tls.h
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cap_exchange.h"
 #include "cap_h2.h"
+#include "cap_keylog.h"
 #include "cap_session.h"
+#include "cap_tls.h"
 
 #define H1_MAX_HEAD (1u << 16) /* HTTP/1.1 head cap, also the pre-detection buffer cap */
 #define H1_MAX_FIELDS 256u     /* field lines in one head */
@@ -92,6 +106,13 @@ struct cap_session {
     uint8_t *up_settings;  /* decoded HTTP2-Settings payload */
     size_t up_settings_len;
     size_t h1_scanned[2]; /* head terminator search position, per direction */
+
+    /* TLS: the record layer in front of the detection, when the flow is TLS */
+    struct cap_tls *tls;
+    int tls_flow;        /* first client bytes were a TLS handshake record */
+    int any_plaintext;   /* TLS flows: application data seen (any_bytes counts records) */
+    char alpn[256];      /* server's ALPN choice, "" when none */
+    char reason_buf[48]; /* TLS failure reasons are built at run time */
 };
 
 /* ---- default sink: the trace writer ---- */
@@ -206,7 +227,7 @@ static int write_conn(struct cap_session *s)
     c.transport = s->transport;
     c.flags = s->conn_flags;
     c.t_open_ns = s->info.t_open_ns;
-    c.alpn = NULL;
+    c.alpn = s->alpn[0] ? s->alpn : NULL;
     return record_error(s, s->sink.conn ? s->sink.conn(s->sink.ud, &c) : 0);
 }
 
@@ -230,9 +251,16 @@ static int mark_undecodable(struct cap_session *s, const char *reason, const cha
         st->undecodable_upgrade_unanswered++;
     else if (strcmp(reason, "h2c_upgrade_unsupported") == 0)
         st->undecodable_upgrade_unsupported++;
+    else if (strcmp(reason, "tls_no_keylog") == 0)
+        st->undecodable_tls_no_keylog++;
+    else if (strcmp(reason, "tls_partial") == 0)
+        st->undecodable_tls_partial++;
+    /* other "tls_*" reasons are counted by cap_tls where they happen */
 
     s->reason = reason;
     s->state = SS_UNDECODABLE;
+    if (s->tls)
+        cap_tls_stop(s->tls); /* nothing more to decrypt; freed by the next feed or close */
     rc = write_conn(s);
     if (s->ex) {
         if (exch_error) {
@@ -678,7 +706,11 @@ static int upgrade_request(struct cap_session *s, const struct h1_head *h, int64
         goto out;
     }
     v[n++] = (struct h2r_hdr){(const uint8_t *)":method", h->method, 7, (uint32_t)h->method_len};
-    v[n++] = (struct h2r_hdr){(const uint8_t *)":scheme", (const uint8_t *)"http", 7, 4};
+    /* Inside TLS the upgraded request was an https one (RFC 9110 §4.2.2). */
+    if (s->tls_flow)
+        v[n++] = (struct h2r_hdr){(const uint8_t *)":scheme", (const uint8_t *)"https", 7, 5};
+    else
+        v[n++] = (struct h2r_hdr){(const uint8_t *)":scheme", (const uint8_t *)"http", 7, 4};
     if (auth)
         v[n++] = (struct h2r_hdr){(const uint8_t *)":authority", auth, 10, (uint32_t)auth_len};
     v[n++] = (struct h2r_hdr){(const uint8_t *)":path", path, 5, (uint32_t)path_len};
@@ -710,6 +742,12 @@ out:
 
 static int identified(struct cap_session *s, uint32_t transport)
 {
+    if (s->tls_flow) {
+        /* HTTP/2 inside TLS, whichever way it started. */
+        s->transport = H2R_TRANSPORT_TLS;
+        s->env->stats->tls_h2++;
+        return write_conn(s);
+    }
     s->transport = transport;
     if (transport == H2R_TRANSPORT_H2C_PRIOR)
         s->env->stats->flows_h2c_prior++;
@@ -717,6 +755,10 @@ static int identified(struct cap_session *s, uint32_t transport)
         s->env->stats->flows_h2c_upgrade++;
     return write_conn(s);
 }
+
+static int start_tls(struct cap_session *s);
+static int clear_feed(struct cap_session *s, int dir, const uint8_t *buf, size_t len,
+                      int64_t ts_ns);
 
 static int upgrade_answer(struct cap_session *s);
 
@@ -805,6 +847,20 @@ static int detect(struct cap_session *s)
 
     if (b->len == 0)
         return 0;
+    /* RFC 8446 §5.1 / RFC 5246 §6.2.1: ContentType handshake(22), ProtocolVersion 3.1-3.4. */
+    if (!s->tls_flow && b->p[0] == 0x16) {
+        if (b->len < 3)
+            return 0;
+        if (b->p[1] == 0x03 && b->p[2] >= 0x01 && b->p[2] <= 0x04)
+            return start_tls(s);
+    }
+    /* Joined inside TLS records: change_cipher_spec..heartbeat(20..24), version 3.x. */
+    if (!s->tls_flow && s->info.partial && b->len >= 3 && b->p[0] >= 0x14 && b->p[0] <= 0x18 &&
+        b->p[1] == 0x03 && b->p[2] <= 0x04) {
+        s->env->stats->tls_flows++;
+        s->transport = H2R_TRANSPORT_TLS;
+        return mark_undecodable(s, "tls_partial", NULL);
+    }
     if (memcmp(b->p, client_preface, n) == 0) {
         if (b->len < PREFACE_LEN)
             return 0;
@@ -877,6 +933,96 @@ out:
     return record_error(s, rc);
 }
 
+/* ---- TLS ---- */
+
+static int tls_secret(void *ud, const uint8_t client_random[CAP_KEYLOG_RANDOM_LEN],
+                      enum cap_keylog_label label, uint8_t secret[CAP_KEYLOG_MAX_SECRET],
+                      size_t *len, int final)
+{
+    struct cap_session *s = ud;
+    struct cap_keylog *kl = s->env->keylog;
+    int rc = cap_keylog_lookup(kl, client_random, label, secret, len, final);
+
+    if (rc < 0)
+        return rc;
+    if (rc == CAP_KEYLOG_FOUND)
+        return CAP_TLS_KEY_FOUND;
+    /* Live: the client may not have written the line yet; the TLS layer holds its records. */
+    return cap_keylog_following(kl) && !final ? CAP_TLS_KEY_PENDING : CAP_TLS_KEY_MISSING;
+}
+
+static int tls_plaintext(void *ud, int dir, const uint8_t *buf, size_t len, int64_t ts)
+{
+    struct cap_session *s = ud;
+    if (s->state == SS_UNDECODABLE || s->state == SS_CLOSED)
+        return 0;
+    s->any_plaintext = 1;
+    return clear_feed(s, dir, buf, len, ts);
+}
+
+static int tls_alpn(void *ud, const char *proto)
+{
+    struct cap_session *s = ud;
+    snprintf(s->alpn, sizeof(s->alpn), "%s", proto);
+    return 0;
+}
+
+static int tls_fail(void *ud, const char *reason)
+{
+    struct cap_session *s = ud;
+    if (s->state == SS_UNDECODABLE || s->state == SS_CLOSED)
+        return 0;
+    snprintf(s->reason_buf, sizeof(s->reason_buf), "%s", reason);
+    return mark_undecodable(s, s->reason_buf, s->state == SS_H2 ? "tls_error" : NULL);
+}
+
+/*
+ * The first client bytes are a TLS handshake record. With a key log, what was
+ * held for detection becomes the TLS layer's input, in capture order, and
+ * detection starts over on the decrypted application data.
+ */
+static int start_tls(struct cap_session *s)
+{
+    static const struct cap_tls_callbacks cb = {tls_secret, tls_plaintext, tls_alpn, tls_fail};
+    struct prebuf held[2];
+    size_t seg[2] = {0, 0}, start[2] = {0, 0};
+    int rc = 0;
+
+    s->tls_flow = 1;
+    s->transport = H2R_TRANSPORT_TLS;
+    s->env->stats->tls_flows++;
+    if (!s->env->keylog)
+        return mark_undecodable(s, "tls_no_keylog", NULL);
+    s->tls = cap_tls_new(&cb, s, &s->env->stats->tls);
+    if (!s->tls)
+        return record_error(s, H2R_ERR_NOMEM);
+    held[0] = s->pre[0];
+    held[1] = s->pre[1];
+    memset(s->pre, 0, sizeof(s->pre));
+    s->h1_scanned[0] = s->h1_scanned[1] = 0;
+    while (s->state != SS_UNDECODABLE) {
+        int dir = -1;
+        for (int d = 0; d < 2; d++) {
+            if (seg[d] == held[d].nsegs)
+                continue;
+            if (dir < 0 || held[d].segs[seg[d]].ts < held[dir].segs[seg[dir]].ts)
+                dir = d;
+        }
+        if (dir < 0)
+            break;
+        size_t end = held[dir].segs[seg[dir]].end;
+        rc = cap_tls_feed(s->tls, dir, held[dir].p + start[dir], end - start[dir],
+                          held[dir].segs[seg[dir]].ts);
+        start[dir] = end;
+        seg[dir]++;
+        if (rc != 0)
+            break;
+    }
+    prebuf_free(&held[0]);
+    prebuf_free(&held[1]);
+    return record_error(s, rc);
+}
+
 /* ---- public API ---- */
 
 struct cap_session *cap_session_new_with_sink(struct cap_session_env *env,
@@ -904,17 +1050,11 @@ struct cap_session *cap_session_new(struct cap_session_env *env, const struct ca
     return cap_session_new_with_sink(env, info, &sink);
 }
 
-int cap_session_feed(struct cap_session *s, int dir, const uint8_t *buf, size_t len, int64_t ts_ns)
+/* Cleartext bytes of one direction (TCP payload, or TLS application data). */
+static int clear_feed(struct cap_session *s, int dir, const uint8_t *buf, size_t len, int64_t ts_ns)
 {
     int rc;
 
-    if (dir != CAP_DIR_C2S && dir != CAP_DIR_S2C)
-        return H2R_ERR_ARG;
-    if (s->env->write_error)
-        return s->env->write_error;
-    if (len == 0)
-        return 0;
-    s->any_bytes = 1;
     switch (s->state) {
     case SS_DETECT:
         rc = prebuf_append(&s->pre[dir], buf, len, ts_ns);
@@ -949,6 +1089,25 @@ int cap_session_feed(struct cap_session *s, int dir, const uint8_t *buf, size_t 
     return 0;
 }
 
+int cap_session_feed(struct cap_session *s, int dir, const uint8_t *buf, size_t len, int64_t ts_ns)
+{
+    if (dir != CAP_DIR_C2S && dir != CAP_DIR_S2C)
+        return H2R_ERR_ARG;
+    if (s->env->write_error)
+        return s->env->write_error;
+    if (len == 0)
+        return 0;
+    s->any_bytes = 1;
+    if (s->state == SS_UNDECODABLE || s->state == SS_CLOSED) {
+        cap_tls_free(s->tls); /* safe here: no TLS callback is running */
+        s->tls = NULL;
+        return 0;
+    }
+    if (s->tls)
+        return record_error(s, cap_tls_feed(s->tls, dir, buf, len, ts_ns));
+    return clear_feed(s, dir, buf, len, ts_ns);
+}
+
 void cap_session_gap(struct cap_session *s, int dir, uint64_t missing, int64_t ts_ns)
 {
     (void)dir;
@@ -967,15 +1126,19 @@ int cap_session_close(struct cap_session *s, uint32_t how, int64_t ts_ns, uint64
                       uint64_t bytes_s2c, uint64_t gap_bytes)
 {
     struct h2r_conn_end e;
-    int rc = 0, rc2;
+    int rc = 0, rc2, rc_tls = 0;
 
     if (s->state == SS_CLOSED)
         return 0;
     if (gap_bytes > 0)
         s->conn_flags |= H2R_CONN_F_GAPS;
+    if (s->tls && s->state != SS_UNDECODABLE) {
+        /* Last chance for held records; may hand over plaintext or give up. */
+        rc_tls = record_error(s, cap_tls_finish(s->tls));
+    }
     switch (s->state) {
     case SS_DETECT:
-        if (!s->any_bytes) {
+        if (!(s->tls_flow ? s->any_plaintext : s->any_bytes)) {
             s->env->stats->flows_no_data++;
             s->reason = "no_data";
             rc = write_conn(s);
@@ -1017,8 +1180,12 @@ int cap_session_close(struct cap_session *s, uint32_t how, int64_t ts_ns, uint64
     rc2 = record_error(s, s->sink.conn_end ? s->sink.conn_end(s->sink.ud, &e) : 0);
     if (rc == 0)
         rc = rc2;
+    if (rc == 0)
+        rc = rc_tls;
     if (rc == 0 && s->env->write_error)
         rc = s->env->write_error;
+    cap_tls_free(s->tls);
+    s->tls = NULL;
     return rc;
 }
 
@@ -1026,6 +1193,7 @@ void cap_session_free(struct cap_session *s)
 {
     if (!s)
         return;
+    cap_tls_free(s->tls);
     cap_h2_free(s->h2);
     cap_exch_free(s->ex);
     prebuf_free(&s->pre[0]);
@@ -1069,11 +1237,25 @@ int cap_session_stats_export(const struct cap_session_stats *st, struct cap_coun
         {"redact.values", st->redacted_values},
         {"redact.bodies_dropped", st->redact_bodies_dropped},
         {"redact.table_full", st->redact_table_full},
+        {"tls.flows", st->tls_flows},
+        {"tls.h2", st->tls_h2},
+        {"undecodable.tls_no_keylog", st->undecodable_tls_no_keylog},
+        {"undecodable.tls_partial", st->undecodable_tls_partial},
     };
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         int rc = cap_counter_add(l, v[i].name, v[i].value);
         if (rc != 0)
             return rc;
     }
-    return 0;
+    return cap_tls_stats_export(&st->tls, l);
+}
+
+uint64_t cap_session_undecodable_flows(const struct cap_session_stats *st)
+{
+    const struct cap_tls_stats *t = &st->tls;
+    return st->undecodable_not_http2 + st->undecodable_partial + st->undecodable_gap +
+           st->undecodable_proto + st->undecodable_upgrade_unanswered +
+           st->undecodable_upgrade_unsupported + st->undecodable_tls_no_keylog +
+           st->undecodable_tls_partial + t->no_key + t->bad_tag + t->unsupported_cipher +
+           t->unsupported_version + t->unsupported + t->malformed + t->handshake_incomplete;
 }

@@ -3,9 +3,10 @@
  *
  * The flow layer (cap_flow.c) owns TCP: it reassembles each direction and
  * hands in-order bytes to one cap_session per TCP connection. The session
- * detects the transport (HTTP/2 prior knowledge, HTTP/1.1 Upgrade: h2c, later
- * TLS and TS2021), decodes HTTP/2 passively, assembles exchanges, redacts
- * them and writes conn / exchange / conn-end records to the trace.
+ * detects the transport (HTTP/2 prior knowledge, HTTP/1.1 Upgrade: h2c, TLS
+ * decrypted with a key log; later TS2021), decodes HTTP/2 passively,
+ * assembles exchanges, redacts them and writes conn / exchange / conn-end
+ * records to the trace.
  *
  * Directions: 0 = client -> server, 1 = server -> client.
  * Nothing here performs I/O except through the trace writer.
@@ -18,11 +19,13 @@
 
 #include "h2replay/trace.h"
 #include "cap_stats.h"
+#include "cap_tls.h"
 
 #define CAP_DIR_C2S 0
 #define CAP_DIR_S2C 1
 
 struct cap_redactor; /* cap_redact.h */
+struct cap_keylog;   /* cap_keylog.h */
 
 /* Counters owned by the session layer (transport detection, HTTP/2, exchanges). */
 struct cap_session_stats {
@@ -56,6 +59,12 @@ struct cap_session_stats {
     uint64_t h2_req_trailers_dropped;   /* request trailers (the trace has no field for them) */
     uint64_t redact_bodies_dropped;     /* stored body withheld: might hold a secret, unparsable */
     uint64_t redact_table_full;         /* placeholder table full: a repeat got a new number */
+    /* TLS (cap_tls.c does the record layer and counts its own failures in .tls). */
+    uint64_t tls_flows;                 /* first client bytes were a TLS handshake record */
+    uint64_t tls_h2;                    /* TLS flows decrypted and decoded as HTTP/2 */
+    uint64_t undecodable_tls_no_keylog; /* TLS flow, and the capture has no key log */
+    uint64_t undecodable_tls_partial;   /* joined mid-stream in TLS records: no ClientHello */
+    struct cap_tls_stats tls;
 };
 
 /* Shared by all sessions of one capture; owned by the driver. */
@@ -63,6 +72,7 @@ struct cap_session_env {
     struct h2r_trace_writer *tw;
     struct cap_session_stats *stats;
     struct cap_redactor *redactor; /* NULL: redaction off */
+    struct cap_keylog *keylog;     /* NULL: no key log, TLS flows are undecodable */
     size_t max_req_body;
     size_t max_resp_body;
     uint64_t next_exchange_id; /* incremented by sessions as requests start */
@@ -121,7 +131,13 @@ int cap_session_close(struct cap_session *s, uint32_t how, int64_t ts_ns, uint64
 
 void cap_session_free(struct cap_session *s);
 
-/* Appends the session counters to l. */
+/* Appends the session counters (tls.* included) to l. */
 int cap_session_stats_export(const struct cap_session_stats *st, struct cap_counter_list *l);
+
+/*
+ * Flows the session layer gave up on (undecodable), for the summary record's
+ * undecodable_flows: every reason counted in st, TLS failures included.
+ */
+uint64_t cap_session_undecodable_flows(const struct cap_session_stats *st);
 
 #endif

@@ -21,11 +21,13 @@
 #include "h2replay/trace.h"
 #include "cap_decode.h"
 #include "cap_flow.h"
+#include "cap_keylog.h"
 #include "cap_redact.h"
 #include "cap_session.h"
 #include "cap_stats.h"
 
 #define DEFAULT_MAX_REQ_BODY ((size_t)1 << 20)
+#define LIVE_BUFFER_BYTES (64 * 1024 * 1024)
 #define DEFAULT_MAX_RESP_BODY (4u * 1024u) /* replay never resends responses; keep the trace small */
 #define DEFAULT_SNAPLEN 262144
 #define LIVE_TIMEOUT_MS 100    /* how often an idle live capture checks stop/duration */
@@ -46,6 +48,7 @@ struct capture {
     char *options;
     struct h2r_trace_writer *tw;
     struct cap_redactor *redactor;
+    struct cap_keylog *keylog;
     struct cap_flow_table *flows;
     struct cap_session_stats sstats;
     struct cap_session_env env;
@@ -190,6 +193,8 @@ static int open_live(struct capture *c, char *errbuf, size_t errlen)
         return h2r_seterr(errbuf, errlen, H2R_ERR_PCAP, "interface %s: %s", iface, perr);
     pcap_set_snaplen(c->pcap, c->o->snaplen > 0 ? c->o->snaplen : DEFAULT_SNAPLEN);
     pcap_set_immediate_mode(c->pcap, 1);
+    /* bursts on loopback overflow libpcap's default 2 MiB ring: drops become gaps */
+    pcap_set_buffer_size(c->pcap, LIVE_BUFFER_BYTES);
     pcap_set_timeout(c->pcap, LIVE_TIMEOUT_MS);
     /* Nanosecond stamps where the platform has them; microseconds otherwise. */
     (void)pcap_set_tstamp_precision(c->pcap, PCAP_TSTAMP_PRECISION_NANO);
@@ -405,9 +410,7 @@ static int capture_loop(struct capture *c, char *errbuf, size_t errlen)
 
 static uint64_t undecodable_flows(const struct cap_session_stats *s)
 {
-    return s->undecodable_not_http2 + s->undecodable_partial + s->undecodable_gap +
-           s->undecodable_proto + s->undecodable_upgrade_unanswered +
-           s->undecodable_upgrade_unsupported;
+    return cap_session_undecodable_flows(s);
 }
 
 static int collect_counters(struct capture *c, struct cap_counter_list *l)
@@ -418,6 +421,8 @@ static int collect_counters(struct capture *c, struct cap_counter_list *l)
         rc = cap_flow_stats_export(c->flows, l);
     if (rc == 0)
         rc = cap_session_stats_export(&c->sstats, l);
+    if (rc == 0)
+        rc = cap_keylog_stats_export(c->keylog, l);
     if (rc == 0 && c->have_ps) {
         rc = cap_counter_add(l, "pcap.drop", c->ps.ps_drop);
         if (rc == 0)
@@ -509,6 +514,55 @@ static int close_writer(struct capture *c, struct h2r_capture_result *res, char 
     return 0;
 }
 
+/* --keylog: secrets for TLS decryption; a live capture follows the file as clients append. */
+static int open_keylog(struct capture *c, char *errbuf, size_t errlen)
+{
+    const struct cap_keylog_stats *ks;
+
+    c->keylog = cap_keylog_open(c->o->keylog, errbuf, errlen);
+    if (!c->keylog)
+        return H2R_ERR_IO;
+    cap_keylog_set_follow(c->keylog, c->live);
+    c->env.keylog = c->keylog;
+    ks = cap_keylog_stats(c->keylog);
+    if (ks->lines == 0)
+        fprintf(stderr, "capture: warning: key log %s has no key lines%s\n", c->o->keylog,
+                c->live ? " yet" : ": TLS flows will not be decrypted");
+    if (ks->bad_lines > 0)
+        fprintf(stderr, "capture: warning: key log %s: %llu bad lines skipped (%s)\n",
+                c->o->keylog, (unsigned long long)ks->bad_lines,
+                cap_keylog_first_error(c->keylog));
+    return 0;
+}
+
+/* After the run: why TLS flows were not decrypted, in words (counters are in the trace). */
+static void warn_tls(const struct capture *c)
+{
+    const struct cap_session_stats *s = &c->sstats;
+    unsigned long long n;
+
+    if (s->undecodable_tls_no_keylog > 0)
+        fprintf(stderr, "capture: %llu TLS flows not decrypted: no --keylog given\n",
+                (unsigned long long)s->undecodable_tls_no_keylog);
+    n = (unsigned long long)s->tls.no_key;
+    if (n > 0)
+        fprintf(stderr,
+                "capture: %llu of %llu TLS flows not decrypted: no secrets for them in the key "
+                "log %s (a key log from another capture or client?)\n",
+                n, (unsigned long long)s->tls_flows, c->o->keylog);
+    n = (unsigned long long)(s->tls.bad_tag + s->tls.unsupported_cipher +
+                             s->tls.unsupported_version + s->tls.unsupported + s->tls.malformed);
+    if (n > 0)
+        fprintf(stderr,
+                "capture: %llu TLS flows not decrypted: bad tag %llu, unsupported cipher %llu, "
+                "unsupported version %llu, other unsupported %llu, malformed %llu (see the "
+                "conn-end reasons)\n",
+                n, (unsigned long long)s->tls.bad_tag,
+                (unsigned long long)s->tls.unsupported_cipher,
+                (unsigned long long)s->tls.unsupported_version,
+                (unsigned long long)s->tls.unsupported, (unsigned long long)s->tls.malformed);
+}
+
 static int check_opts(const struct h2r_capture_opts *o, char *errbuf, size_t errlen)
 {
     if (!o)
@@ -517,9 +571,6 @@ static int check_opts(const struct h2r_capture_opts *o, char *errbuf, size_t err
         return h2r_seterr(errbuf, errlen, H2R_ERR_ARG, "give exactly one of -r FILE or -i IFACE");
     if (!o->out_path)
         return h2r_seterr(errbuf, errlen, H2R_ERR_ARG, "-o TRACE is required");
-    if (o->keylog)
-        return h2r_seterr(errbuf, errlen, H2R_ERR_UNSUPPORTED,
-                          "TLS decryption (--keylog) is not supported yet");
     return 0;
 }
 
@@ -562,6 +613,11 @@ int h2r_capture_run(const struct h2r_capture_opts *o, struct h2r_capture_result 
     rc = set_filter(&c, errbuf, errlen);
     if (rc != 0)
         goto out;
+    if (o->keylog) {
+        rc = open_keylog(&c, errbuf, errlen);
+        if (rc != 0)
+            goto out;
+    }
     if (o->redact) {
         c.redactor = cap_redactor_new(o->redact_headers, o->redact_fields);
         if (!c.redactor) {
@@ -599,6 +655,7 @@ int h2r_capture_run(const struct h2r_capture_opts *o, struct h2r_capture_result 
         rc = rc2;
     if (o->progress)
         print_progress(&c, 1, mono_ns());
+    warn_tls(&c);
 
 out:
     active_pcap = NULL;
@@ -606,6 +663,7 @@ out:
         h2r_trace_writer_close(c.tw);
     cap_flow_table_free(c.flows);
     cap_redactor_free(c.redactor);
+    cap_keylog_free(c.keylog);
     if (c.pcap)
         pcap_close(c.pcap);
     free(c.source);

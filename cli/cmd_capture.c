@@ -29,7 +29,7 @@ static void capture_usage(FILE *f)
             "  -c, --count N            stop after N packets\n"
             "      --duration DUR       live: stop after DUR (e.g. 30s, 5m); default: SIGINT\n"
             "  -s, --snaplen BYTES      live: bytes kept per packet (default 262144)\n"
-            "      --keylog FILE        TLS key log (SSLKEYLOGFILE format) [not yet supported]\n"
+            "      --keylog FILE        TLS key log (SSLKEYLOGFILE format) to decrypt TLS flows\n"
             "output:\n"
             "  -o, --output TRACE       trace file to write ('-' = stdout)\n"
             "      --max-req-body SIZE  request body bytes stored per exchange (default 1MiB)\n"

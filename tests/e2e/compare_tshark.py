@@ -10,8 +10,11 @@ method, path, status, req_bytes, resp_bytes and grpc_status (plus any
 --field). Several connections with the same endpoints (port reuse) are paired
 in time order.
 
+With --keylog KEYS (TLS captures) h2replay runs with `--keylog KEYS` and tshark
+decrypts with `-o tls.keylog_file:KEYS`.
+
 Usage: compare_tshark.py PCAP H2REPLAY [--allow-empty] [--field NAME]...
-                         [--port P]... [--workdir DIR] [--timeout S]
+                         [--port P]... [--keylog KEYS] [--workdir DIR] [--timeout S]
 Prints a diff and exits 1 on any mismatch; prints
 `compare: N exchanges match` and exits 0 otherwise. Exit 2: a tool failed
 (h2replay crashed or exited non-zero, tshark failed). Standard library only.
@@ -53,9 +56,12 @@ def run(argv, timeout, what):
     return p.stdout.decode("utf-8", "replace"), err
 
 
-def h2replay_exchanges(h2replay, pcap, workdir, timeout):
+def h2replay_exchanges(h2replay, pcap, workdir, timeout, keylog=None):
     trace = os.path.join(workdir, os.path.splitext(os.path.basename(pcap))[0] + ".h2rt")
-    _, cap_err = run([h2replay, "capture", "-r", pcap, "-o", trace], timeout, "h2replay capture")
+    argv = [h2replay, "capture", "-r", pcap, "-o", trace]
+    if keylog:
+        argv += ["--keylog", keylog]
+    _, cap_err = run(argv, timeout, "h2replay capture")
     out, _ = run([h2replay, "show", trace, "--format", "jsonl", "--records", "all"], timeout,
                  "h2replay show")
     conns = {}
@@ -113,6 +119,7 @@ def main():
                     help="compare this field too (e.g. authority)")
     ap.add_argument("--port", type=int, action="append", default=[],
                     help="extra server port for tshark to decode as HTTP")
+    ap.add_argument("--keylog", help="TLS capture: NSS key log for h2replay and tshark")
     ap.add_argument("--workdir", help="keep the trace here (default: a temp dir, removed)")
     ap.add_argument("--timeout", type=int, default=600, help="seconds each tool may take")
     args = ap.parse_args()
@@ -128,8 +135,10 @@ def main():
     else:
         os.makedirs(workdir, exist_ok=True)
     try:
-        ours, cap_err, trace = h2replay_exchanges(args.h2replay, args.pcap, workdir, args.timeout)
-        theirs = tshark_exchanges.extract(args.pcap, args.port, timeout=args.timeout)
+        ours, cap_err, trace = h2replay_exchanges(args.h2replay, args.pcap, workdir, args.timeout,
+                                                  args.keylog)
+        theirs = tshark_exchanges.extract(args.pcap, args.port, timeout=args.timeout,
+                                          keylog=args.keylog)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

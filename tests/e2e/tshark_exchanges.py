@@ -28,7 +28,13 @@ for HTTP/2 and no http2.decompress_body preference):
     segments are put back in order before dissection; `-T json -J ...
     --no-duplicate-keys` so several HTTP/2 frames in one packet come as a list.
 
-Usage: tshark_exchanges.py [--port P]... [--tshark PATH] [--timeout S] PCAP
+TLS (--keylog KEYS): the server ports are decoded as *tls* instead
+(`-d tcp.port==P,tls`) and tshark decrypts with `-o tls.keylog_file:KEYS`;
+the TLS dissector hands ALPN "h2" application data to HTTP/2, so the same
+frame handling applies. A connection whose secrets are not in KEYS yields no
+HTTP/2 frames, hence no exchanges.
+
+Usage: tshark_exchanges.py [--port P]... [--keylog KEYS] [--tshark PATH] [--timeout S] PCAP
 Prints JSON lines sorted by (client, server, stream); exits 1 when tshark fails.
 Standard library only.
 """
@@ -245,15 +251,18 @@ def handle_http2_frame(conn, src, dst, server_ports, f, t):
                     ex["grpc_status"] = to_int(v)
 
 
-def extract(pcap, extra_ports, tshark="tshark", timeout=900):
+def extract(pcap, extra_ports, tshark="tshark", timeout=900, keylog=None):
     syn_clients, ports = syn_pass(tshark, pcap, timeout)
     ports |= set(extra_ports)
     argv = [tshark, "-n", "-r", pcap, "-2",
             "-o", "tcp.reassemble_out_of_order:TRUE",
             "-o", "tcp.desegment_tcp_streams:TRUE",
             "-o", "http.desegment_body:TRUE"]
+    if keylog:
+        argv += ["-o", "tls.keylog_file:%s" % keylog, "-o", "tls.desegment_ssl_records:TRUE",
+                 "-o", "tls.desegment_ssl_application_data:TRUE"]
     for p in sorted(ports):
-        argv += ["-d", "tcp.port==%d,http" % p]
+        argv += ["-d", "tcp.port==%d,%s" % (p, "tls" if keylog else "http")]
     argv += ["-T", "json", "-J", MAIN_PROTOCOLS, "--no-duplicate-keys", "-Y", "http || http2"]
     raw = run_tshark(argv, timeout)
     packets = json.loads(raw.decode("utf-8", "replace") or "[]")
@@ -310,12 +319,13 @@ def main():
     ap.add_argument("pcap")
     ap.add_argument("--port", type=int, action="append", default=[],
                     help="also decode this TCP port as HTTP (servers whose SYN is not captured)")
+    ap.add_argument("--keylog", help="NSS key log: decode the server ports as TLS and decrypt")
     ap.add_argument("--tshark", default=os.environ.get("TSHARK", "tshark"))
     ap.add_argument("--timeout", type=int, default=900, help="seconds tshark may take")
     args = ap.parse_args()
     if not os.path.isfile(args.pcap):
         sys.exit("tshark_exchanges: no such file: %s" % args.pcap)
-    for rec in extract(args.pcap, args.port, args.tshark, args.timeout):
+    for rec in extract(args.pcap, args.port, args.tshark, args.timeout, args.keylog):
         print(json.dumps(rec, sort_keys=True))
 
 

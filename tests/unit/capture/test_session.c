@@ -264,7 +264,20 @@ static void test_undecodable(void)
     expect_reason(upgrade, "SSH-2.0-OpenSSH\r\n\r\n", 0, "not_http2", H2R_CONN_END_UNDECODABLE);
     expect_reason("GET / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 200 OK\r\n\r\n", 0, "not_http2",
                   H2R_CONN_END_UNDECODABLE);
-    expect_reason_n("\x16\x03\x01\x02\x00\x01", 6, NULL, 0, "not_http2", H2R_CONN_END_UNDECODABLE);
+    /* A TLS ClientHello and no key log: its own reason, transport tls (see test_tls.c). */
+    {
+        struct fixture f;
+        fx_init(&f, 0);
+        CHECK_EQ_INT(cap_session_feed(f.s, CAP_DIR_C2S, (const uint8_t *)"\x16\x03\x01\x02\x00\x01",
+                                      6, 1),
+                     0);
+        CHECK_EQ_INT(cap_session_close(f.s, H2R_CONN_END_FIN, 3, 0, 0, 0), 0);
+        CHECK(f.sink.nend == 1 && rec_str_eq(f.sink.end_reason[0], "tls_no_keylog"));
+        CHECK_EQ_INT(f.sink.conn_transport[0], H2R_TRANSPORT_TLS);
+        CHECK_EQ_INT(f.st.undecodable_tls_no_keylog, 1);
+        CHECK_EQ_INT(f.st.undecodable_not_http2, 0);
+        fx_free(&f);
+    }
     expect_reason("POST / HTTP/1.1\r\nUpgrade: h2c\r\nTransfer-Encoding: chunked\r\n\r\n", NULL, 0,
                   "h2c_upgrade_unsupported", H2R_CONN_END_UNDECODABLE);
     expect_reason("PRI * HTTP/2", NULL, 0, "not_http2", H2R_CONN_END_UNDECODABLE);
