@@ -20,6 +20,7 @@
 #include "h2replay/analyze.h"
 #include "h2replay/run.h"
 #include "h2replay/trace.h"
+#include "an_db.h"
 #include "an_fold.h"
 #include "an_gate.h"
 #include "an_report.h"
@@ -112,10 +113,12 @@ static int check_trace_vs(struct an_ctx *c, const char *path, const char *sha)
                       path, c->trace_path, sha, c->trace_sha);
 }
 
-/* Every run file must replay the same trace with the same settings. */
+/* Every run file must replay the same trace with the same settings (for shards, the
+ * settings include the partition scheme and the shard count: see docs/distributed.md). */
 static int check_comparable(struct an_ctx *c, const char *path, const struct h2r_run_meta *m)
 {
     const char *sha = nz(m->trace_sha256), *settings = nz(m->settings);
+    const char *verb = m->shard_count > 1 ? "merge or compare shard file" : "compare";
     int rc = check_trace_vs(c, path, sha);
     if (rc)
         return rc;
@@ -129,14 +132,14 @@ static int check_comparable(struct an_ctx *c, const char *path, const struct h2r
     }
     if (*sha && *c->cmp_sha && strcmp(sha, c->cmp_sha) != 0)
         return h2r_seterr(c->errbuf, c->errlen, H2R_ERR_ARG,
-                          "cannot compare %s with %s: they replay different traces (sha256 "
+                          "cannot %s %s with %s: they replay different traces (sha256 "
                           "%.16s... vs %.16s...)",
-                          path, c->cmp_path, sha, c->cmp_sha);
+                          verb, path, c->cmp_path, sha, c->cmp_sha);
     if (strcmp(settings, c->cmp_settings) != 0)
         return h2r_seterr(c->errbuf, c->errlen, H2R_ERR_ARG,
-                          "cannot compare %s with %s: they were replayed with different "
+                          "cannot %s %s with %s: they were replayed with different "
                           "settings ('%s' vs '%s')",
-                          path, c->cmp_path, settings, c->cmp_settings);
+                          verb, path, c->cmp_path, settings, c->cmp_settings);
     return 0;
 }
 
@@ -164,6 +167,15 @@ static struct an_run *find_run(const struct an_ctx *c, const char *name)
     return NULL;
 }
 
+/* Shards of one replay share --start-at; a relative one (+30s) is resolved by each worker,
+ * so they may differ a little. Shard files further apart are another replay of the job. */
+static int same_start(int64_t a, int64_t b)
+{
+    if (!a || !b)
+        return a == b;
+    return (a > b ? a - b : b - a) <= AN_SHARD_START_SLACK_NS;
+}
+
 /* The shard family run this section merges into, or NULL. */
 static struct an_run *find_shard_run(const struct an_ctx *c, const struct h2r_run_meta *m,
                                      const char *section)
@@ -172,7 +184,7 @@ static struct an_run *find_shard_run(const struct an_ctx *c, const struct h2r_ru
         const struct an_run *r = c->runs[i];
         if (r->kind == AN_KIND_RUN && r->shard_count == m->shard_count &&
             strcmp(r->section, section) == 0 && strcmp(r->trace_sha256, nz(m->trace_sha256)) == 0 &&
-            strcmp(r->settings, nz(m->settings)) == 0)
+            strcmp(r->settings, nz(m->settings)) == 0 && same_start(r->start_at_ns, m->start_at_ns))
             return c->runs[i];
     }
     return NULL;
@@ -189,13 +201,14 @@ static int section_run(struct an_ctx *c, const char *path, const struct h2r_run_
         snprintf(name, sizeof(name), "section%u", s->id);
     struct an_run *r = m->shard_count > 1 ? find_shard_run(c, m, name) : NULL;
     if (r) {
-        uint64_t bit = m->shard_index < 64 ? UINT64_C(1) << m->shard_index : 0;
-        if (r->shard_mask & bit)
+        rc = an_run_mark_shard(r, m->shard_index);
+        if (rc < 0)
+            return h2r_seterr(c->errbuf, c->errlen, rc, "out of memory");
+        if (rc == 0)
             return h2r_seterr(c->errbuf, c->errlen, H2R_ERR_ARG,
-                              "%s: shard %u/%u of section '%s' was given twice (also in %s)", path,
-                              m->shard_index + 1, m->shard_count, name, r->sources);
-        r->shard_mask |= bit;
-        r->shards_seen++;
+                              "%s: shard %u/%u (0-based index) of section '%s' was given twice "
+                              "(already merged from %s)",
+                              path, m->shard_index, m->shard_count, name, r->sources);
         r->sections_started++;
         *out = r;
         return an_run_add_source(r, path);
@@ -218,10 +231,9 @@ static int section_run(struct an_ctx *c, const char *path, const struct h2r_run_
     r->speed = s->speed;
     r->timeout_ns = s->timeout_ns;
     r->shard_count = m->shard_count;
-    if (m->shard_count > 1) {
-        r->shard_mask = m->shard_index < 64 ? UINT64_C(1) << m->shard_index : 0;
-        r->shards_seen = 1;
-    }
+    r->start_at_ns = m->start_at_ns;
+    if (m->shard_count > 1 && an_run_mark_shard(r, m->shard_index) < 0)
+        return h2r_seterr(c->errbuf, c->errlen, H2R_ERR_NOMEM, "out of memory");
     r->sections_started = 1;
     rc = an_set_str(&r->section, name);
     if (!rc)
@@ -293,6 +305,11 @@ static int ingest_run_file(struct an_ctx *c, const char *path, const char *only_
                         m->shard_index, m->shard_count);
         goto out;
     }
+    if (m->shard_count > AN_MAX_SHARDS) {
+        rc = h2r_seterr(c->errbuf, c->errlen, H2R_ERR_LIMIT, "%s: %u shards (at most %u)", path,
+                        m->shard_count, AN_MAX_SHARDS);
+        goto out;
+    }
     rc = check_comparable(c, path, m);
     if (rc)
         goto out;
@@ -327,6 +344,7 @@ static int ingest_run_file(struct an_ctx *c, const char *path, const char *only_
         uint32_t sec = rec.kind == H2R_RUN_REC_RESULT        ? rec.u.result.section
                        : rec.kind == H2R_RUN_REC_SAMPLE      ? rec.u.sample.section
                        : rec.kind == H2R_RUN_REC_SECTION_END ? rec.u.end.section
+                       : rec.kind == H2R_RUN_REC_DB_SAMPLE   ? rec.u.db.section
                                                              : UINT32_MAX;
         struct section_map *sm = map_find(map, n_map, sec);
         if (!sm) {
@@ -349,6 +367,12 @@ static int ingest_run_file(struct an_ctx *c, const char *path, const char *only_
             r->samples++;
             if (rec.u.sample.max_late_ns > r->max_late_ns)
                 r->max_late_ns = rec.u.sample.max_late_ns;
+        } else if (rec.kind == H2R_RUN_REC_DB_SAMPLE) {
+            rc = an_db_add(&r->db, &rec.u.db); /* database evidence, an_db.c */
+            if (rc) {
+                h2r_seterr(c->errbuf, c->errlen, rc, "%s: %s", path, h2r_strerror(rc));
+                goto out;
+            }
         } else if (rec.kind == H2R_RUN_REC_SECTION_END) {
             const struct h2r_run_section_end *e = &rec.u.end;
             if (e->t_end_ns > r->t_end_ns)
@@ -891,6 +915,26 @@ static int check_opts(const struct h2r_analyze_opts *o, char *errbuf, size_t err
     return 0;
 }
 
+/* "1, 4, 7" (0-based), the first few of the shard indexes a run has not seen. */
+static void missing_shards(const struct an_run *r, char *buf, size_t len)
+{
+    size_t n = 0;
+    uint32_t listed = 0, more = 0;
+    buf[0] = '\0';
+    for (uint32_t i = 0; i < r->shard_count; i++) {
+        if (an_run_has_shard(r, i))
+            continue;
+        if (listed == 12 || n + 16 >= len) {
+            more++;
+            continue;
+        }
+        n += (size_t)snprintf(buf + n, len - n, "%s%u", listed ? ", " : "", i);
+        listed++;
+    }
+    if (more)
+        snprintf(buf + n, len - n, " and %u more", more);
+}
+
 static void run_warnings(struct an_ctx *c)
 {
     for (size_t i = 0; i < c->n_runs; i++) {
@@ -902,9 +946,12 @@ static void run_warnings(struct an_ctx *c)
                  r->name);
         if (r->interrupted)
             warn(c, "run '%s': the replay was interrupted (SIGINT/SIGTERM)", r->name);
-        if (r->shard_count > 1 && r->shards_seen < r->shard_count)
-            warn(c, "run '%s': only %u of %u shards given", r->name, r->shards_seen,
-                 r->shard_count);
+        if (r->shard_count > 1 && r->shards_seen < r->shard_count) {
+            char missing[200];
+            missing_shards(r, missing, sizeof(missing));
+            warn(c, "run '%s': only %u of %u shards given; missing shard index %s", r->name,
+                 r->shards_seen, r->shard_count, missing);
+        }
         if (r->overflowed)
             warn(c,
                  "run '%s': more than %u groups; %llu exchanges counted in '%s' (add a "

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "h2replay/units.h"
+#include "an_db.h"
 #include "an_report.h"
 
 #define HTML_TOP_GROUPS 20
@@ -680,6 +681,7 @@ int an_report_html(FILE *f, const struct an_report *rep)
     time_plot(f, rep, "plot-load", "Exchanges per second", PK_RATE);
     fprintf(f, "<br>\n");
     time_plot(f, rep, "plot-inflight", "In flight at the end of each window", PK_INFLIGHT);
+    an_db_html(f, rep); /* replay --db evidence, an_report_db.c */
     cdf_section(f, rep);
     diff_html(f, rep);
     groups_html(f, rep);

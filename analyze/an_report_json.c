@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "an_db.h"
 #include "an_report.h"
 
 #ifndef H2R_VERSION
@@ -223,6 +224,13 @@ static json_t *jrun(const struct an_report *rep, size_t i)
     json_object_set_new(o, "timeout_ns", json_integer(r->timeout_ns));
     json_object_set_new(o, "shard_count", jint(r->shard_count > 1 ? r->shard_count : 1));
     json_object_set_new(o, "shards_seen", jint(r->shard_count > 1 ? r->shards_seen : 1));
+    json_t *missing = json_array();
+    for (uint32_t k = 0; r->shard_count > 1 && k < r->shard_count && k < AN_MAX_SHARDS; k++)
+        if (!an_run_has_shard(r, k))
+            json_array_append_new(missing, jint(k));
+    json_object_set_new(o, "shards_missing", missing);
+    json_object_set_new(o, "start_at_ns", r->start_at_ns ? json_integer(r->start_at_ns)
+                                                         : json_null());
     json_object_set_new(o, "complete", json_boolean(r->sections_ended >= r->sections_started));
     json_object_set_new(o, "interrupted", json_boolean(r->interrupted));
     json_object_set_new(o, "count", jint(r->count));
@@ -253,6 +261,7 @@ static json_t *jrun(const struct an_report *rep, size_t i)
     json_object_set_new(o, "groups_overflowed", jint(r->overflowed));
     json_object_set_new(o, "windows", jwindows(&r->series));
     json_object_set_new(o, "failures", jfailures(rep, r));
+    json_object_set_new(o, "db", an_db_json(r->db)); /* replay --db evidence, an_report_db.c */
     return o;
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "h2replay/units.h"
+#include "an_db.h"
 #include "an_report.h"
 
 #define MD_TOP_GROUPS 20
@@ -221,6 +222,7 @@ int an_report_md(FILE *f, const struct an_report *rep)
     gates_md(f, rep);
     runs_md(f, rep);
     failures_md(f, rep);
+    an_db_md(f, rep); /* replay --db evidence, an_report_db.c */
     diff_md(f, rep);
     groups_md(f, rep);
     return ferror(f) ? H2R_ERR_IO : 0;

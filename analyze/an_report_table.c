@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "h2replay/units.h"
+#include "an_db.h"
 #include "an_report.h"
 
 /* Endpoint rows printed per run and per diff (the JSON has all of them). */
@@ -27,6 +28,30 @@ static const char *fit(char *buf, size_t len, const char *s, size_t width)
         memcpy(buf + width - 3, "...", 4);
     }
     return buf;
+}
+
+/*
+ * An endpoint key cut to width: the method, "...", and the longest tail that starts at a '/'
+ * and fits ("POST .../CreatePreAuthKey"), so keys sharing a long prefix (gRPC services) stay
+ * apart; plain fit() when no such tail fits.
+ */
+static const char *fit_key(char *buf, size_t len, const char *s, size_t width)
+{
+    size_t n = strlen(s);
+    if (width + 1 > len)
+        width = len - 1;
+    const char *sp = strchr(s, ' ');
+    size_t head = sp ? (size_t)(sp - s) + 1 : 0;
+    if (n <= width || head + 4 >= width)
+        return fit(buf, len, s, width);
+    for (const char *t = s + head; (t = strchr(t, '/')) != NULL; t++) {
+        size_t tail = n - (size_t)(t - s);
+        if (t > s + head && head + 3 + tail <= width) {
+            snprintf(buf, len, "%.*s...%s", (int)head, s, t);
+            return buf;
+        }
+    }
+    return fit(buf, len, s, width);
 }
 
 static void latency_line(FILE *f, const char *what, const struct h2r_hist *h)
@@ -147,7 +172,7 @@ static void run_block(FILE *f, const struct an_report *rep, size_t ri)
         const struct an_group *g = r->groups[idx[k]];
         char key[48], p[4][24];
         uint64_t n = h2r_hist_count(g->lat_int);
-        fprintf(f, "   %-37s %9llu %8s %9s %9s %9s %9s\n", fit(key, sizeof(key), g->key, 37),
+        fprintf(f, "   %-37s %9llu %8s %9s %9s %9s %9s\n", fit_key(key, sizeof(key), g->key, 37),
                 (unsigned long long)g->count,
                 an_fmt_pct(b3, sizeof(b3), (double)an_errors(g->count, g->ok) / (double)g->count),
                 an_fmt_ns(p[0], sizeof(p[0]), h2r_hist_percentile(g->lat_int, 50), n),
@@ -192,7 +217,7 @@ static void diff_block(FILE *f, const struct an_report *rep)
             w->ref_lat && w->cur_lat && h2r_hist_count(w->ref_lat) && h2r_hist_count(w->cur_lat);
         uint64_t nc = w->cur_lat ? h2r_hist_count(w->cur_lat) : 0;
         fprintf(f, "   %-30s %-10s %9s %8s %9s %8s %7s %8s\n",
-                fit(key, sizeof(key), w->key ? w->key : "(all)", 30),
+                fit_key(key, sizeof(key), w->key ? w->key : "(all)", 30),
                 fit(run, sizeof(run), rep->runs[w->run]->name, 10),
                 an_fmt_ns(p50, sizeof(p50), w->p50_cur, nc),
                 rel_cell(d50, sizeof(d50), w->p50_rel, have, w->p50_sig),
@@ -238,8 +263,10 @@ int an_report_table(FILE *f, const struct an_report *rep)
             rep->n_runs, rep->n_runs == 1 ? "" : "s", rep->group_by,
             h2r_format_duration(rep->window_ns, w, sizeof(w)),
             an_fmt_pct(thr, sizeof(thr), rep->threshold), rep->sustain);
-    for (size_t i = 0; i < rep->n_runs; i++)
+    for (size_t i = 0; i < rep->n_runs; i++) {
         run_block(f, rep, i);
+        an_db_table(f, rep->runs[i]->db); /* replay --db evidence, an_report_db.c */
+    }
     diff_block(f, rep);
     gates_block(f, rep);
     return ferror(f) ? H2R_ERR_IO : 0;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "h2replay/error.h"
+#include "an_db.h"
 #include "an_run.h"
 
 #define SLOT_COUNT ((size_t)4 * AN_MAX_GROUPS)
@@ -83,6 +84,8 @@ void an_run_free(struct an_run *r)
     h2r_hist_free(r->lat_sent);
     an_series_free(&r->series);
     free(r->failures);
+    an_db_free(r->db);
+    free(r->shard_bits);
     free(r->name);
     free(r->section);
     free(r->sources);
@@ -111,6 +114,27 @@ int an_run_add_source(struct an_run *r, const char *s)
     free(r->sources);
     r->sources = c;
     return 0;
+}
+
+int an_run_mark_shard(struct an_run *r, uint32_t index)
+{
+    if (!r->shard_bits) {
+        r->shard_bits = calloc(((size_t)r->shard_count + 7) / 8, 1);
+        if (!r->shard_bits)
+            return H2R_ERR_NOMEM;
+    }
+    uint8_t bit = (uint8_t)(1u << (index % 8));
+    if (r->shard_bits[index / 8] & bit)
+        return 0;
+    r->shard_bits[index / 8] |= bit;
+    r->shards_seen++;
+    return 1;
+}
+
+int an_run_has_shard(const struct an_run *r, uint32_t index)
+{
+    return r->shard_bits && index < r->shard_count &&
+           (r->shard_bits[index / 8] & (1u << (index % 8))) != 0;
 }
 
 static uint64_t fnv1a(const char *s)

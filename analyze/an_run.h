@@ -25,6 +25,12 @@
 #define AN_MAX_FAILURES ((size_t)16 * 1024 * 1024)
 #define AN_DETAIL_MAX 96
 #define AN_OTHER_GROUP "(other)"
+/* Shards per sharded run (a bitmap of this many bits marks the ones seen). */
+#define AN_MAX_SHARDS 1000000u
+/* Shard files whose --start-at differ by more than this belong to different replays. */
+#define AN_SHARD_START_SLACK_NS 1000000000LL
+
+struct an_db;
 
 enum an_group_by { AN_GROUP_ENDPOINT, AN_GROUP_CONN, AN_GROUP_NONE };
 enum an_run_kind { AN_KIND_RUN, AN_KIND_TRACE };
@@ -87,8 +93,9 @@ struct an_run {
     double speed;
     int64_t timeout_ns;
     uint32_t shard_count; /* 0/1: not sharded */
-    uint64_t shard_mask;  /* shards seen (first 64) */
+    uint8_t *shard_bits;  /* shard indexes seen, one bit each (an_run_mark_shard) */
     uint32_t shards_seen;
+    int64_t start_at_ns;  /* the shards' shared --start-at (the first file's); 0 none */
 
     uint64_t count;
     uint64_t ok;
@@ -127,6 +134,8 @@ struct an_run {
     int failures_truncated;
 
     /* vs the reference run (an_run_compare) */
+    struct an_db *db; /* replay --db evidence (an_db.h); NULL: no db_sample records */
+
     int compared;
     uint64_t new_failures;
     uint64_t shared_failures;
@@ -142,6 +151,13 @@ int an_set_str(char **dst, const char *s);
 
 /* Appends ", s" (or s) to r->sources unless already there. */
 int an_run_add_source(struct an_run *r, const char *s);
+
+/* Marks shard `index` of r->shard_count (> 1, index below it) as seen. Returns 1 when it
+ * is new, 0 when it was seen before, H2R_ERR_NOMEM. */
+int an_run_mark_shard(struct an_run *r, uint32_t index);
+
+/* 1 when shard `index` of a sharded run was seen. */
+int an_run_has_shard(const struct an_run *r, uint32_t index);
 
 /*
  * Adds one exchange, grouped by `group_by` (enum an_group_by) with folder f.

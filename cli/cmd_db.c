@@ -537,6 +537,11 @@ int cmd_db(int argc, char **argv)
 
     struct rp_db *db = NULL;
     char err[512] = "";
+    /* a restore aimed at a remote server is refused before anything connects */
+    if (strcmp(sub, "restore") == 0 && rp_db_restore_guard(f.dsn, &f.opts, err, sizeof(err))) {
+        cli_err("db", "restore: %s", err);
+        return 1;
+    }
     int rc = rp_db_open(f.dsn, &f.opts, &db, err, sizeof(err));
     if (rc) {
         cli_err("db", "--db: %s", err);

@@ -21,6 +21,8 @@ static void replay_usage(FILE *f)
 {
     fprintf(f,
             "usage: h2replay replay TRACE --target [NAME=]URL [--target ...] -o RUN [options]\n"
+            "       h2replay replay --nodes N --target ts2021+http://HOST:PORT --set authkey=KEY\n"
+            "                       -o RUN [options]     (TS2021 node sessions, docs/ts2021.md)\n"
             "\n"
             "Re-issues the trace's HTTP/2 exchanges against each target in turn, with the\n"
             "captured timing scaled by --speed, one connection per captured connection, and\n"
@@ -34,6 +36,11 @@ static void replay_usage(FILE *f)
             "      --between CMD        run `/bin/sh -c CMD` between targets (environment:\n"
             "                           H2R_PREV_TARGET, H2R_NEXT_TARGET, H2R_NEXT_URL,\n"
             "                           H2R_RUN_FILE); a non-zero exit stops the replay (exit 1)\n"
+            "      --db [NAME=]DSN      sample target NAME's database while it replays (no NAME:\n"
+            "                           every target without its own --db): row counts, SQLite\n"
+            "                           WAL and pages, PostgreSQL locks, waits, commits and\n"
+            "                           rollbacks, as db_sample records (DSNs as in `h2replay db`)\n"
+            "      --db-interval DUR    database sample interval (default 1s, at least 10ms)\n"
             "timing:\n"
             "  -s, --speed X|max        time scale: 1 = as captured (default), 10 = ten times\n"
             "                           faster; max = each request as soon as the request it\n"
@@ -44,6 +51,13 @@ static void replay_usage(FILE *f)
             "      --connect-timeout DUR  TCP connect + TLS handshake (default 3s)\n"
             "  -t, --threads N          event-loop threads; captured connections are shared\n"
             "                           out round-robin (default 1)\n"
+            "sharding (several processes or machines replay one trace; docs/distributed.md):\n"
+            "      --shard I/N          replay only shard I (0-based, e.g. $JOB_COMPLETION_INDEX)\n"
+            "                           of N: captured connections sorted by first request,\n"
+            "                           dealt round-robin; N workers replay the trace once\n"
+            "      --start-at TIME      shared t0: RFC 3339 UTC (2026-11-27T01:00:00Z), +30s from\n"
+            "                           now, or Unix seconds/ns; the process sleeps until then\n"
+            "                           (at most 24h ahead, at most 5s late); one target only\n"
             "TLS:\n"
             "      --insecure           do not verify the server certificate\n"
             "      --cacert FILE        verify against this PEM bundle instead of the system CAs\n"
@@ -51,6 +65,20 @@ static void replay_usage(FILE *f)
             "      --set NAME=VALUE     value for $H2R{NAME} (repeatable; masked in the run file)\n"
             "      --set-file FILE      NAME=VALUE lines\n"
             "      --rewrite FILE       rewrite rules (docs/rewrite-rules.md)\n"
+            "TS2021 node sessions (targets ts2021+http:// or ts2021+https://, no TRACE):\n"
+            "      --nodes N            N synthetic nodes: each registers with the pre-auth key\n"
+            "                           of --set authkey=KEY, then holds a netmap stream\n"
+            "      --arrival DUR        spread the N starts uniformly over DUR (default 0)\n"
+            "      --hold DUR           each session's lifetime from its start (default 0: close\n"
+            "                           after the first netmap); --speed scales both\n"
+            "      --clone N            replay every planned session N times, new identities\n"
+            "      --clone-jitter DUR   spread the copies' starts over DUR (copy k: +DUR*k/N)\n"
+            "      --capver N           capability version sent (default 130; Headscale\n"
+            "                           v0.23.0 accepts >= 61, v0.29.2 >= 113)\n"
+            "      --omit-peers         light sessions: register + OmitPeers map, no stream\n"
+            "      --keepalive-window DUR  map stream silence that is stream_stalled (120s)\n"
+            "                           (--timeout bounds register and the first netmap,\n"
+            "                           --connect-timeout TCP + TLS + the TS2021 upgrade)\n"
             "output:\n"
             "  -o, --output RUN         run file to write\n"
             "      --label TEXT         free text stored with every section\n"
@@ -159,6 +187,18 @@ int cmd_replay(int argc, char **argv)
         OPT_LABEL,
         OPT_PROGRESS
     };
+    enum { OPT_DB = 512, OPT_DB_INTERVAL };
+    enum {
+        OPT_NODES = 768,
+        OPT_ARRIVAL,
+        OPT_HOLD,
+        OPT_CLONE,
+        OPT_CLONE_JITTER,
+        OPT_CAPVER,
+        OPT_OMIT_PEERS,
+        OPT_KEEPALIVE_WINDOW
+    };
+    enum { OPT_SHARD = 640, OPT_START_AT };
     static const struct option longopts[] = {
         {"target", required_argument, NULL, 'T'},
         {"speed", required_argument, NULL, 's'},
@@ -176,6 +216,18 @@ int cmd_replay(int argc, char **argv)
         {"rewrite", required_argument, NULL, OPT_REWRITE},
         {"label", required_argument, NULL, OPT_LABEL},
         {"progress", no_argument, NULL, OPT_PROGRESS},
+        {"db", required_argument, NULL, OPT_DB},
+        {"db-interval", required_argument, NULL, OPT_DB_INTERVAL},
+        {"nodes", required_argument, NULL, OPT_NODES},
+        {"arrival", required_argument, NULL, OPT_ARRIVAL},
+        {"hold", required_argument, NULL, OPT_HOLD},
+        {"clone", required_argument, NULL, OPT_CLONE},
+        {"clone-jitter", required_argument, NULL, OPT_CLONE_JITTER},
+        {"capver", required_argument, NULL, OPT_CAPVER},
+        {"omit-peers", no_argument, NULL, OPT_OMIT_PEERS},
+        {"keepalive-window", required_argument, NULL, OPT_KEEPALIVE_WINDOW},
+        {"shard", required_argument, NULL, OPT_SHARD},
+        {"start-at", required_argument, NULL, OPT_START_AT},
         {NULL, 0, NULL, 0}};
 
     if (cli_wants_help(argc, argv)) {
@@ -185,6 +237,8 @@ int cmd_replay(int argc, char **argv)
     struct h2r_replay_opts o;
     h2r_replay_opts_init(&o);
     const char *targets[H2R_REPLAY_MAX_TARGETS];
+    const char *dbs[H2R_REPLAY_MAX_TARGETS];
+    size_t n_dbs = 0;
     size_t n_targets = 0;
     const char **sets = NULL;
     size_t n_sets = 0;
@@ -285,16 +339,80 @@ int cmd_replay(int argc, char **argv)
         case OPT_PROGRESS:
             progress = 1;
             break;
+        case OPT_DB:
+            if (n_dbs == H2R_REPLAY_MAX_TARGETS) {
+                cli_err("replay", "--db: at most %d", H2R_REPLAY_MAX_TARGETS);
+                goto out;
+            }
+            dbs[n_dbs++] = optarg;
+            break;
+        case OPT_DB_INTERVAL:
+            if (parse_duration_flag("--db-interval", optarg, &o.db_interval_ns))
+                goto out;
+            break;
+        case OPT_NODES:
+        case OPT_CLONE:
+        case OPT_CAPVER: {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+            unsigned long max = c == OPT_CAPVER ? 65535 : 10000000;
+            if (*end || end == optarg || optarg[0] == '-' || v < 1 || v > max) {
+                cli_err("replay", "%s: '%s' is not a number in 1..%lu",
+                        c == OPT_NODES ? "--nodes" : c == OPT_CLONE ? "--clone" : "--capver",
+                        optarg, max);
+                goto out;
+            }
+            if (c == OPT_NODES)
+                o.ts.nodes = (uint32_t)v;
+            else if (c == OPT_CLONE)
+                o.ts.clone = (uint32_t)v;
+            else
+                o.ts.capver = (uint32_t)v;
+            break;
+        }
+        case OPT_ARRIVAL:
+        case OPT_HOLD:
+        case OPT_CLONE_JITTER: {
+            int64_t *dst = c == OPT_ARRIVAL ? &o.ts.arrival_ns
+                           : c == OPT_HOLD  ? &o.ts.hold_ns
+                                            : &o.ts.clone_jitter_ns;
+            if (h2r_parse_duration(optarg, dst) || *dst < 0) {
+                cli_err("replay", "'%s' is not a duration (e.g. 0, 500ms, 30s, 2m)", optarg);
+                goto out;
+            }
+            break;
+        }
+        case OPT_OMIT_PEERS:
+            o.ts.omit_peers = 1;
+            break;
+        case OPT_KEEPALIVE_WINDOW:
+            if (parse_duration_flag("--keepalive-window", optarg, &o.ts.stall_ns))
+                goto out;
+            break;
+        case OPT_SHARD:
+        case OPT_START_AT: {
+            char err[256];
+            int bad = c == OPT_SHARD ? h2r_replay_parse_shard(optarg, &o.shard_index,
+                                                              &o.shard_count, err, sizeof(err))
+                                     : h2r_replay_parse_start_at(optarg, h2r_now_wall_ns(),
+                                                                 &o.start_at_ns, err, sizeof(err));
+            if (bad) {
+                cli_err("replay", "%s: %s", c == OPT_SHARD ? "--shard" : "--start-at", err);
+                goto out;
+            }
+            break;
+        }
         default:
             replay_usage(stderr);
             goto out;
         }
     }
-    if (optind >= argc) {
+    if (optind >= argc && !o.ts.nodes) {
         cli_err("replay", "a TRACE argument is required (see --help)");
         goto out;
     }
-    o.trace_path = argv[optind++];
+    if (optind < argc) /* none with --nodes: the sessions are synthetic */
+        o.trace_path = argv[optind++];
     if (optind < argc) {
         cli_err("replay", "unexpected argument '%s'", argv[optind]);
         goto out;
@@ -312,6 +430,8 @@ int cmd_replay(int argc, char **argv)
         goto out;
     }
     o.targets = targets;
+    o.dbs = dbs;
+    o.n_dbs = n_dbs;
     o.n_targets = n_targets;
     o.set_vars = sets;
     o.n_set_vars = n_sets;

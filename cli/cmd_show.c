@@ -288,6 +288,15 @@ static void jsonl_result(const struct h2r_run_result *r, int with_type)
                                      : json_null());
     json_object_set_new(o, "req_bytes", json_integer((json_int_t)r->req_bytes));
     json_object_set_new(o, "resp_bytes", json_integer((json_int_t)r->resp_bytes));
+    if (r->flags & H2R_RES_F_TS) { /* TS2021 node session steps (docs/ts2021.md) */
+        json_object_set_new(o, "t_open_ns", json_time_or_null(r->t_open_ns));
+        json_object_set_new(o, "t_netmap_ns", json_time_or_null(r->t_netmap_ns));
+        json_object_set_new(o, "t_last_netmap_ns", json_time_or_null(r->t_last_netmap_ns));
+        json_object_set_new(o, "t_end_ns", json_time_or_null(r->t_end_ns));
+        json_object_set_new(o, "netmaps", json_integer((json_int_t)r->netmaps));
+        json_object_set_new(o, "keepalives", json_integer((json_int_t)r->keepalives));
+        json_object_set_new(o, "peers", json_integer((json_int_t)r->peers));
+    }
     print_json(o);
 }
 
@@ -305,6 +314,10 @@ static void jsonl_run_other(const struct h2r_run_record *rec)
         json_object_set_new(o, "t0_wall_ns", json_integer(s->t0_wall_ns));
         json_object_set_new(o, "timeout_ns", json_integer(s->timeout_ns));
         json_object_set_new(o, "label", json_str_or_null(s->label));
+        json_object_set_new(o, "clock_offset_ns", json_time_or_null(s->clock_offset_ns));
+        json_object_set_new(o, "clock_max_error_ns", s->clock_max_error_ns >= 0
+                                                         ? json_integer(s->clock_max_error_ns)
+                                                         : json_null());
         break;
     }
     case H2R_RUN_REC_SAMPLE: {
@@ -401,6 +414,7 @@ static int show_run(const char *path, enum show_format fmt, int all)
         json_object_set_new(o, "settings", json_str_or_null(m->settings));
         json_object_set_new(o, "shard_index", json_integer(m->shard_index));
         json_object_set_new(o, "shard_count", json_integer(m->shard_count));
+        json_object_set_new(o, "start_at_ns", json_time_or_null(m->start_at_ns));
         print_json(o);
     }
     struct h2r_run_record rec;

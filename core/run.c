@@ -29,7 +29,17 @@ enum {
     MF_SHARD_COUNT,
     MF_START_AT
 };
-enum { SF_ID = 1, SF_NAME, SF_URL, SF_SPEED_MILLI, SF_T0_WALL, SF_TIMEOUT, SF_LABEL };
+enum {
+    SF_ID = 1,
+    SF_NAME,
+    SF_URL,
+    SF_SPEED_MILLI,
+    SF_T0_WALL,
+    SF_TIMEOUT,
+    SF_LABEL,
+    SF_CLOCK_OFFSET,
+    SF_CLOCK_MAX_ERROR
+};
 enum {
     RF_SECTION = 1,
     RF_EXCHANGE,
@@ -51,7 +61,14 @@ enum {
     RF_ERR_DETAIL,
     RF_REQ_BYTES,
     RF_RESP_BYTES,
-    RF_FLAGS
+    RF_FLAGS,
+    RF_T_OPEN,        /* 22: TS2021 fields, see docs/run-format.md */
+    RF_T_NETMAP,
+    RF_T_LAST_NETMAP,
+    RF_T_END,
+    RF_NETMAPS,
+    RF_KEEPALIVES,
+    RF_PEERS
 };
 enum {
     PF_SECTION = 1,
@@ -187,6 +204,8 @@ int h2r_run_write_section(struct h2r_run_writer *w, const struct h2r_run_section
     fld_put_i64(&w->rec, SF_T0_WALL, s->t0_wall_ns);
     fld_put_i64(&w->rec, SF_TIMEOUT, s->timeout_ns);
     fld_put_str(&w->rec, SF_LABEL, s->label);
+    fld_put_i64(&w->rec, SF_CLOCK_OFFSET, s->clock_offset_ns);
+    fld_put_i64(&w->rec, SF_CLOCK_MAX_ERROR, s->clock_max_error_ns);
     return rw_emit(w, H2R_RUN_REC_SECTION);
 }
 
@@ -226,6 +245,15 @@ int h2r_run_write_result(struct h2r_run_writer *w, const struct h2r_run_result *
         fld_put_u64(b, RF_RESP_BYTES, r->resp_bytes);
     if (r->flags)
         fld_put_u64(b, RF_FLAGS, r->flags);
+    if (r->flags & H2R_RES_F_TS) {
+        put_i64_if(b, RF_T_OPEN, r->t_open_ns, 0);
+        put_i64_if(b, RF_T_NETMAP, r->t_netmap_ns, 0);
+        put_i64_if(b, RF_T_LAST_NETMAP, r->t_last_netmap_ns, 0);
+        put_i64_if(b, RF_T_END, r->t_end_ns, 0);
+        fld_put_u64(b, RF_NETMAPS, r->netmaps);
+        fld_put_u64(b, RF_KEEPALIVES, r->keepalives);
+        fld_put_u64(b, RF_PEERS, r->peers);
+    }
     return rw_emit(w, H2R_RUN_REC_RESULT);
 }
 
@@ -410,6 +438,7 @@ static int decode_section(struct h2r_run_reader *r, const uint8_t *p, size_t n,
     size_t name = NO_STR, url = NO_STR, label = NO_STR;
     int rc;
     memset(o, 0, sizeof(*o));
+    o->clock_max_error_ns = -1; /* absent in files written before it existed */
     while ((rc = fld_next(&c, &v)) == 1) {
         switch (v.field) {
         case SF_ID:
@@ -432,6 +461,12 @@ static int decode_section(struct h2r_run_reader *r, const uint8_t *p, size_t n,
             break;
         case SF_LABEL:
             label = arena_str(a, &v);
+            break;
+        case SF_CLOCK_OFFSET:
+            o->clock_offset_ns = fld_zigzag_decode(v.u);
+            break;
+        case SF_CLOCK_MAX_ERROR:
+            o->clock_max_error_ns = fld_zigzag_decode(v.u);
             break;
         default:
             break;
@@ -522,6 +557,27 @@ static int decode_result(struct h2r_run_reader *r, const uint8_t *p, size_t n,
             break;
         case RF_FLAGS:
             o->flags = (uint32_t)v.u;
+            break;
+        case RF_T_OPEN:
+            o->t_open_ns = z;
+            break;
+        case RF_T_NETMAP:
+            o->t_netmap_ns = z;
+            break;
+        case RF_T_LAST_NETMAP:
+            o->t_last_netmap_ns = z;
+            break;
+        case RF_T_END:
+            o->t_end_ns = z;
+            break;
+        case RF_NETMAPS:
+            o->netmaps = v.u;
+            break;
+        case RF_KEEPALIVES:
+            o->keepalives = v.u;
+            break;
+        case RF_PEERS:
+            o->peers = v.u;
             break;
         default:
             break;

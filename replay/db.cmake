@@ -3,8 +3,10 @@
 # include(db.cmake OPTIONAL). CMAKE_CURRENT_LIST_DIR is this folder whoever
 # includes it.
 #
-#   h2r_replay_db   db.c (DSN dispatch, catalogue), db_sqlite.c, db_pg.c, db_verify.c
+#   h2r_replay_db   db.c (DSN dispatch, catalogue), db_sqlite.c, db_pg.c, db_verify.c,
+#                   db_guard.c (restore refused before connecting to a non-local server)
 #   test_db_sqlite  unit test against real SQLite files (label unit)
+#   test_db_guard   the pre-connection restore guard (label unit; connects to nothing)
 #   e2e_db_pg       the PostgreSQL adapter against a throwaway cluster started by
 #                   tests/e2e/pg_cluster.sh (label e2e; skipped, exit 77, without
 #                   PostgreSQL server binaries)
@@ -27,6 +29,7 @@ add_library(h2r_replay_db STATIC
   ${CMAKE_CURRENT_LIST_DIR}/db_sqlite.c
   ${CMAKE_CURRENT_LIST_DIR}/db_pg.c
   ${CMAKE_CURRENT_LIST_DIR}/db_verify.c
+  ${CMAKE_CURRENT_LIST_DIR}/db_guard.c
 )
 target_include_directories(h2r_replay_db PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(h2r_replay_db PUBLIC h2r_core PkgConfig::SQLITE3 PkgConfig::LIBPQ
@@ -34,6 +37,9 @@ target_link_libraries(h2r_replay_db PUBLIC h2r_core PkgConfig::SQLITE3 PkgConfig
 
 h2r_unit_test(test_db_sqlite
               SOURCES ${PROJECT_SOURCE_DIR}/tests/unit/replay/test_db_sqlite.c
+              LIBS h2r_replay_db)
+h2r_unit_test(test_db_guard
+              SOURCES ${PROJECT_SOURCE_DIR}/tests/unit/replay/test_db_guard.c
               LIBS h2r_replay_db)
 
 if(H2R_E2E)

@@ -212,6 +212,18 @@ const char *const *rp_db_identity_columns(enum rp_db_kind k);
  */
 int rp_db_host_is_local(const char *host);
 
+/*
+ * The restore guard before any connection (db_guard.c): refuses a
+ * PostgreSQL DSN that could reach a host that is not a unix socket or a
+ * loopback address, reading the DSN and the PGHOST/PGHOSTADDR/PGSERVICE
+ * environment as libpq would, without resolving or connecting (a service
+ * name is refused: where it points is only known after connecting). SQLite
+ * DSNs and opts->disposable pass. Returns 0 or H2R_ERR_ARG with errbuf
+ * saying why. rp_db_restore checks again after connecting.
+ */
+int rp_db_restore_guard(const char *dsn, const struct rp_db_opts *opts, char *errbuf,
+                        size_t errlen);
+
 struct json_t;
 
 /*

@@ -193,6 +193,8 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     st->resp_bytes += len;
     if (st->cap)
         capture_body(st->cap, data, len);
+    if (st->on_body)
+        st->on_body(st, data, len);
     return 0;
 }
 

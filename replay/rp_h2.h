@@ -63,6 +63,9 @@ struct rp_stream {
     struct rp_stream *done_next;
     struct rp_capture *cap; /* NULL: response not kept */
     void *owner;            /* the loop's exchange */
+    /* NULL, or sees every response DATA chunk as it arrives (TS2021 map streams). It runs
+     * inside nghttp2's receive call: it may record and decode, never call nghttp2. */
+    void (*on_body)(struct rp_stream *st, const uint8_t *data, size_t len);
 };
 
 /* FIFO of finished streams, owned by the loop. */

@@ -36,9 +36,12 @@
 #include "h2replay/replay.h"
 #include "h2replay/run.h"
 #include "h2replay/units.h"
+#include "rp_dbwatch.h"
 #include "rp_loop.h"
+#include "rp_nodes.h"
 #include "rp_rewrite.h"
 #include "rp_schedule.h"
+#include "rp_shard.h"
 #include "rp_stats.h"
 #include "rp_transport.h"
 #include "rp_url.h"
@@ -53,6 +56,11 @@ static volatile sig_atomic_t stop_requested;
 void h2r_replay_request_stop(void)
 {
     stop_requested = 1;
+}
+
+int rp_replay_stop_requested(void)
+{
+    return stop_requested != 0;
 }
 
 void h2r_replay_opts_init(struct h2r_replay_opts *o)
@@ -328,6 +336,7 @@ static int run_section(struct replay_ctx *ctx, uint32_t section, const struct rp
     const uint32_t n = ctx->n_threads;
     int rc = 0;
     struct rp_live *lives = NULL;
+    struct rp_dbwatch *dbw = NULL; /* --db: samples the target's database */
     struct rp_worker **workers = NULL;
     pthread_t *tids = NULL;
     SSL_CTX **ssl = NULL;
@@ -372,6 +381,10 @@ static int run_section(struct replay_ctx *ctx, uint32_t section, const struct rp
         goto out;
     }
 
+    rc = rp_dbwatch_start(&dbw, o, t->name, errbuf, errlen);
+    if (rc)
+        goto out;
+
     int64_t lead = rp_scale(ctx->plan->trace0 - ctx->plan->first_open, o->speed);
     if (lead > MAX_LEAD_NS)
         lead = MAX_LEAD_NS;
@@ -379,6 +392,13 @@ static int run_section(struct replay_ctx *ctx, uint32_t section, const struct rp
         lead = 0;
     int64_t mono = h2r_now_mono_ns(), wall = h2r_now_wall_ns();
     int64_t t0 = mono + STARTUP_NS + lead;
+    if (o->start_at_ns && section == 0) { /* --start-at: the origin shared by all shards */
+        rc = rp_start_at_wait(o->start_at_ns, STARTUP_NS + lead, &stop_requested, o->quiet, &mono,
+                              &wall, errbuf, errlen);
+        if (rc)
+            goto out;
+        t0 = mono + (o->start_at_ns - wall);
+    }
 
     struct h2r_run_section sec;
     memset(&sec, 0, sizeof(sec));
@@ -389,6 +409,8 @@ static int run_section(struct replay_ctx *ctx, uint32_t section, const struct rp
     sec.t0_wall_ns = wall + (t0 - mono);
     sec.timeout_ns = o->timeout_ns;
     sec.label = o->label;
+    sec.clock_offset_ns = wall - mono;
+    sec.clock_max_error_ns = rp_clock_max_error_ns();
     rc = h2r_run_write_section(ctx->wr, &sec);
     if (rc) {
         h2r_seterr(errbuf, errlen, rc, "writing %s: %s", o->run_path,
@@ -460,6 +482,7 @@ static int run_section(struct replay_ctx *ctx, uint32_t section, const struct rp
         write_results(ctx, b, &st);
         now = h2r_now_mono_ns();
         if (now >= next_sample) {
+            rp_dbwatch_drain(dbw, ctx->wr, section, t0, o->quiet); /* errors stick to the writer */
             sample(ctx, t, section, lives, &sp, t0, next_sample, &st);
             next_sample += SAMPLE_NS;
             if (next_sample <= now) /* we fell behind: skip ahead, keep 1 s intervals */
@@ -470,6 +493,8 @@ static int run_section(struct replay_ctx *ctx, uint32_t section, const struct rp
         pthread_join(tids[i], NULL);
     write_results(ctx, rp_sink_take(&sink, 0, &finished), &st);
     int64_t t_end = h2r_now_mono_ns();
+    rp_dbwatch_stop(dbw); /* one last sample after the load */
+    rp_dbwatch_drain(dbw, ctx->wr, section, t0, o->quiet);
     if (t_end > sp.last_t && t_end > t0)
         sample(ctx, t, section, lives, &sp, t0, t_end, &st);
     if (sp.printed)
@@ -514,6 +539,7 @@ static int run_section(struct replay_ctx *ctx, uint32_t section, const struct rp
         rc = h2r_seterr(errbuf, errlen, ctx->write_err, "%s", ctx->write_msg);
 out:
     rp_rewrite_end(ctx->rw);
+    rp_dbwatch_free(dbw);
     for (uint32_t i = 0; workers && i < n; i++)
         rp_worker_free(workers[i]);
     for (uint32_t i = 0; ssl && i < n; i++)
@@ -592,7 +618,13 @@ int h2r_replay_run(const struct h2r_replay_opts *o, struct h2r_replay_result *re
         res = &dummy;
     memset(res, 0, sizeof(*res));
     stop_requested = 0; /* a stop asked for during an earlier run does not carry over */
+#ifdef H2R_HAVE_TS
+    if (rp_nodes_wanted(o)) /* TS2021 node sessions: replay/rp_nodes.c */
+        return rp_nodes_replay_run(o, res, errbuf, errlen);
+#endif
     int rc = check_opts(o, errbuf, errlen);
+    if (!rc)
+        rc = rp_shard_check_opts(o, errbuf, errlen);
     if (rc)
         return rc;
 
@@ -615,6 +647,10 @@ int h2r_replay_run(const struct h2r_replay_opts *o, struct h2r_replay_result *re
             }
         }
     }
+
+    rc = rp_dbwatch_check(o, targets, o->n_targets, errbuf, errlen);
+    if (rc)
+        goto out;
 
     int truncated = 0;
     rc = rp_plan_load(&ctx.plan, o->trace_path, o->rewrite_file && rp_rewrite_available(),
@@ -639,11 +675,14 @@ int h2r_replay_run(const struct h2r_replay_opts *o, struct h2r_replay_result *re
     ctx.n_threads = (uint32_t)o->threads;
     if (ctx.n_threads > ctx.plan->n_conns)
         ctx.n_threads = ctx.plan->n_conns;
-    rc = rp_plan_partition(ctx.plan, ctx.n_threads);
+    struct rp_shard_stats shard;
+    rc = rp_shard_partition(ctx.plan, ctx.n_threads, o->shard_index, o->shard_count, NULL, NULL,
+                            &shard);
     if (rc) {
         h2r_seterr(errbuf, errlen, rc, "out of memory");
         goto out;
     }
+    rp_shard_note(o, &shard, ctx.plan);
 
     char trace_sha[65], rules_sha[65] = "", host[256] = "", settings[512], sp[32];
     file_sha256(o->trace_path, trace_sha);
@@ -657,6 +696,7 @@ int h2r_replay_run(const struct h2r_replay_opts *o, struct h2r_replay_result *re
              "rewrite_sha256=%s set_vars=%zu set_file=%s",
              sp, (long long)o->timeout_ns, (long long)o->connect_timeout_ns, ctx.n_threads,
              o->insecure, rules_sha, o->n_set_vars, o->set_file ? "yes" : "no");
+    rp_shard_settings(settings, sizeof(settings), o->shard_count, NULL);
     struct h2r_run_meta meta;
     memset(&meta, 0, sizeof(meta));
     meta.tool_version = H2R_VERSION;
@@ -666,8 +706,9 @@ int h2r_replay_run(const struct h2r_replay_opts *o, struct h2r_replay_result *re
     meta.command = o->command ? o->command : "";
     meta.settings = settings;
     meta.created_ns = h2r_now_wall_ns();
-    meta.shard_index = 0;
-    meta.shard_count = 1;
+    meta.shard_index = o->shard_count > 1 ? o->shard_index : 0;
+    meta.shard_count = o->shard_count > 1 ? o->shard_count : 1;
+    meta.start_at_ns = o->start_at_ns;
     rc = h2r_run_writer_open(&ctx.wr, o->run_path, &meta, errbuf, errlen);
     if (rc)
         goto out;

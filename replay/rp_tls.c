@@ -32,6 +32,15 @@ struct tls_io {
 static BIO_METHOD *bio_method;
 static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
 
+/* SSL_CTX ex_data slot: non-NULL on contexts made for HTTP/1.1 (TS2021's upgrade). */
+static int http1_idx = -1;
+static pthread_once_t http1_once = PTHREAD_ONCE_INIT;
+
+static void http1_idx_init(void)
+{
+    http1_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
 static int bio_write_ex(BIO *b, const char *data, size_t len, size_t *written)
 {
     struct rp_io *lower = BIO_get_data(b);
@@ -158,6 +167,16 @@ static int tls_handshake(struct rp_io *io)
     const unsigned char *alpn = NULL;
     unsigned alpn_len = 0;
     SSL_get0_alpn_selected(t->ssl, &alpn, &alpn_len);
+    if (http1_idx >= 0 && SSL_CTX_get_ex_data(SSL_get_SSL_CTX(t->ssl), http1_idx)) {
+        /* an HTTP/1.1 upgrade needs http/1.1 or no ALPN at all (an h2 connection cannot
+         * carry "Upgrade", RFC 9113 8.6) */
+        if (alpn_len != 0 && (alpn_len != 8 || memcmp(alpn, "http/1.1", 8) != 0)) {
+            io->err_class = H2R_EC_TLS;
+            io->err_detail = "server did not select ALPN http/1.1";
+            return RP_IO_ERROR;
+        }
+        return RP_IO_OK;
+    }
     if (alpn_len != 2 || memcmp(alpn, "h2", 2) != 0) {
         io->err_class = H2R_EC_TLS;
         io->err_detail = "server did not select ALPN h2";
@@ -225,7 +244,18 @@ static const struct rp_io_ops tls_ops = {
 
 int rp_tls_ctx_new(SSL_CTX **out, int insecure, const char *cacert, char *errbuf, size_t errlen)
 {
+    return rp_tls_ctx_new_alpn(out, insecure, cacert, 0, errbuf, errlen);
+}
+
+int rp_tls_ctx_new_alpn(SSL_CTX **out, int insecure, const char *cacert, int http1, char *errbuf,
+                        size_t errlen)
+{
     *out = NULL;
+    if (http1) {
+        pthread_once(&http1_once, http1_idx_init);
+        if (http1_idx < 0)
+            return h2r_seterr(errbuf, errlen, H2R_ERR_NOMEM, "SSL_CTX_get_ex_new_index failed");
+    }
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx)
         return h2r_seterr(errbuf, errlen, H2R_ERR_NOMEM, "SSL_CTX_new failed");
@@ -233,8 +263,14 @@ int rp_tls_ctx_new(SSL_CTX **out, int insecure, const char *cacert, char *errbuf
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
     static const unsigned char alpn[] = {2, 'h', '2'};
-    if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn)) != 0)
+    static const unsigned char alpn_http1[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+    if (http1) {
+        if (SSL_CTX_set_alpn_protos(ctx, alpn_http1, sizeof(alpn_http1)) != 0 ||
+            SSL_CTX_set_ex_data(ctx, http1_idx, (void *)alpn_http1) != 1)
+            goto fail;
+    } else if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn)) != 0) {
         goto fail;
+    }
     if (insecure) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     } else {

@@ -75,6 +75,13 @@ int rp_tls_ctx_new(struct ssl_ctx_st **out, int insecure, const char *cacert, ch
 void rp_tls_ctx_free(struct ssl_ctx_st *ctx);
 
 /*
+ * The same with a choice of protocol: http1 = 0 is rp_tls_ctx_new(); http1 = 1 offers
+ * ALPN "http/1.1" and accepts it or no ALPN (TS2021's HTTP/1.1 upgrade, /key).
+ */
+int rp_tls_ctx_new_alpn(struct ssl_ctx_st **out, int insecure, const char *cacert, int http1,
+                        char *errbuf, size_t errlen);
+
+/*
  * Wraps `lower` in a TLS client layer for host (SNI unless host_is_ip; name or
  * IP verified when the context verifies). On success the new layer owns
  * lower; on failure lower is untouched. Returns 0 or H2R_ERR_NOMEM.

@@ -100,6 +100,13 @@ int rp_target_parse(const char *spec, struct rp_target *t, char *errbuf, size_t 
         return bad(errbuf, errlen, spec, "name too long");
 
     const char *rest;
+    /* ts2021+http(s)://: the Tailscale control protocol (docs/ts2021.md), an HTTP/1.1 upgrade
+     * over TCP or TLS; the rest of the URL reads as for plain targets */
+    if (strncmp(url, "ts2021+", 7) == 0 &&
+        (strncmp(url + 7, "http://", 7) == 0 || strncmp(url + 7, "https://", 8) == 0)) {
+        t->ts2021 = 1;
+        url += 7;
+    }
     if (strncmp(url, "http://", 7) == 0) {
         t->scheme = "http";
         t->port = 80;
@@ -111,7 +118,8 @@ int rp_target_parse(const char *spec, struct rp_target *t, char *errbuf, size_t 
         rest = url + 8;
     } else {
         return bad(errbuf, errlen, spec,
-                   "URL must start with http:// (h2c prior knowledge) or https:// (TLS)");
+                   "URL must start with http:// (h2c prior knowledge), https:// (TLS), "
+                   "ts2021+http:// or ts2021+https://");
     }
 
     size_t auth_len = strcspn(rest, "/?#");
@@ -156,7 +164,8 @@ int rp_target_parse(const char *spec, struct rp_target *t, char *errbuf, size_t 
     /* The authority as written: a default port stays implicit, as a browser sends it. */
     memcpy(t->authority, rest, auth_len);
     t->authority[auth_len] = '\0';
-    snprintf(t->url, sizeof(t->url), "%s://%s", t->scheme, t->authority);
+    snprintf(t->url, sizeof(t->url), "%s%s://%s", t->ts2021 ? "ts2021+" : "", t->scheme,
+             t->authority);
     if (!t->name[0])
         snprintf(t->name, sizeof(t->name), "%s", t->url);
     return 0;

@@ -2,7 +2,8 @@
  * Replay targets: "[NAME=]URL" parsing.
  *
  * http:// means HTTP/2 over cleartext with prior knowledge, https:// means
- * TLS with ALPN "h2". Only scheme, host and port matter: the captured path of
+ * TLS with ALPN "h2". ts2021+http:// and ts2021+https:// name a Tailscale
+ * control server (Headscale): TS2021 node sessions instead of the trace. Only scheme, host and port matter: the captured path of
  * every request is kept, so a target URL has no path beyond "/".
  */
 #ifndef H2R_RP_URL_H
@@ -24,6 +25,7 @@ struct rp_target {
     uint16_t port;
     int tls;     /* 1 for https */
     int host_ip; /* 1 when host is an IP literal (no SNI, IP verification) */
+    int ts2021;  /* 1 for ts2021+http(s)://: TS2021 node sessions (replay/rp_nodes.c) */
 };
 
 /*

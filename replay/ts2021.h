@@ -675,11 +675,30 @@ struct ts_map_msg {
 /* Called per message; root (a JSON object) is borrowed until the return. */
 typedef int (*ts_map_cb)(void *ud, const struct ts_map_msg *m, json_t *root);
 
+struct ts_map_scratch;
+
 struct ts_map_opts {
     int compressed;   /* 1: bodies are zstd (the request had Compress "zstd") */
     size_t max_frame; /* 0: TS_MAP_MAX_FRAME_DEFAULT */
     size_t max_json;  /* 0: TS_MAP_MAX_JSON_DEFAULT */
+    /* NULL: the decoder owns its zstd context and output buffer. Else borrowed from a
+     * ts_map_scratch shared by many decoders fed from one thread (a message is inflated
+     * and handed to the callback within one feed, so they never need it at once):
+     * thousands of held map streams then cost no zstd state each. */
+    struct ts_map_scratch *scratch;
 };
+
+/*
+ * A zstd decompression context and an output buffer to share between decoders
+ * of one thread. Returns 0 or H2R_ERR_NOMEM. Free it after its decoders.
+ */
+int ts_map_scratch_new(struct ts_map_scratch **out);
+
+/* Gives back an output buffer grown past 1 MiB (one huge netmap should not pin it). */
+void ts_map_scratch_trim(struct ts_map_scratch *s);
+
+/* Frees s. NULL is a no-op. */
+void ts_map_scratch_free(struct ts_map_scratch *s);
 
 struct ts_map_stats {
     uint64_t messages;

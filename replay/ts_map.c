@@ -35,6 +35,14 @@
 #define MAP_LEN_BYTES 4        /* u32 little-endian; the body is RFC 8878 zstd or RFC 8259 JSON */
 #define ZSTD_WINDOW_LOG_MAX 24 /* 16 MiB history: more than Go's zstd writer uses */
 #define JSON_INITIAL_CAP (64u << 10)
+#define SCRATCH_KEEP_CAP (1u << 20)  /* ts_map_scratch_trim() frees a larger output buffer */
+
+/* zstd state and the decompression output: owned by one decoder, or shared (opts.scratch). */
+struct ts_map_scratch {
+    ZSTD_DCtx *zd;
+    uint8_t *json;
+    size_t json_cap;
+};
 
 struct ts_map_decoder {
     ts_map_cb cb;
@@ -48,9 +56,8 @@ struct ts_map_decoder {
     size_t frame_len; /* body length of the message in progress */
     uint8_t *frame;   /* split bodies only */
     size_t frame_have, frame_cap;
-    uint8_t *json; /* decompression output */
-    size_t json_cap;
-    ZSTD_DCtx *zd;
+    struct ts_map_scratch own; /* used when no scratch was lent */
+    struct ts_map_scratch *sc; /* &own or the lent one */
     struct ts_map_stats stats;
     char err[160];
 };
@@ -88,30 +95,74 @@ int ts_map_decoder_new(struct ts_map_decoder **out, const struct ts_map_opts *o,
     d->max_frame = o && o->max_frame ? o->max_frame : TS_MAP_MAX_FRAME_DEFAULT;
     d->max_json = o && o->max_json ? o->max_json : TS_MAP_MAX_JSON_DEFAULT;
     d->stats.last_peers = -1;
-    if (d->compressed) {
-        d->zd = ZSTD_createDCtx();
-        if (!d->zd)
+    d->sc = o && o->scratch ? o->scratch : &d->own;
+    if (d->compressed && !d->sc->zd) {
+        d->own.zd = ZSTD_createDCtx();
+        if (!d->own.zd)
             goto fail_decoder;
-        if (ZSTD_isError(ZSTD_DCtx_setParameter(d->zd, ZSTD_d_windowLogMax, ZSTD_WINDOW_LOG_MAX)))
+        if (ZSTD_isError(
+                ZSTD_DCtx_setParameter(d->own.zd, ZSTD_d_windowLogMax, ZSTD_WINDOW_LOG_MAX)))
             goto fail_dctx;
+        d->sc = &d->own;
     }
     *out = d;
     return 0;
 
 fail_dctx:
-    ZSTD_freeDCtx(d->zd);
+    ZSTD_freeDCtx(d->own.zd);
 fail_decoder:
     free(d);
     return H2R_ERR_NOMEM;
+}
+
+int ts_map_scratch_new(struct ts_map_scratch **out)
+{
+    struct ts_map_scratch *s;
+
+    *out = NULL;
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return H2R_ERR_NOMEM;
+    s->zd = ZSTD_createDCtx();
+    if (!s->zd)
+        goto fail_scratch;
+    if (ZSTD_isError(ZSTD_DCtx_setParameter(s->zd, ZSTD_d_windowLogMax, ZSTD_WINDOW_LOG_MAX)))
+        goto fail_dctx;
+    *out = s;
+    return 0;
+
+fail_dctx:
+    ZSTD_freeDCtx(s->zd);
+fail_scratch:
+    free(s);
+    return H2R_ERR_NOMEM;
+}
+
+void ts_map_scratch_trim(struct ts_map_scratch *s)
+{
+    if (s && s->json_cap > SCRATCH_KEEP_CAP) {
+        free(s->json);
+        s->json = NULL;
+        s->json_cap = 0;
+    }
+}
+
+void ts_map_scratch_free(struct ts_map_scratch *s)
+{
+    if (!s)
+        return;
+    ZSTD_freeDCtx(s->zd);
+    free(s->json);
+    free(s);
 }
 
 void ts_map_decoder_free(struct ts_map_decoder *d)
 {
     if (!d)
         return;
-    ZSTD_freeDCtx(d->zd);
+    ZSTD_freeDCtx(d->own.zd);
     free(d->frame);
-    free(d->json);
+    free(d->own.json);
     free(d);
 }
 
@@ -140,28 +191,32 @@ static int grow(uint8_t **buf, size_t *cap, size_t want, size_t limit)
 /* Decompresses one message body into d->json; *out_len the JSON size. */
 static int inflate_body(struct ts_map_decoder *d, const uint8_t *body, size_t len, size_t *out_len)
 {
+    struct ts_map_scratch *sc = d->sc;
     ZSTD_inBuffer in = {body, len, 0};
     ZSTD_outBuffer out;
     size_t ret;
     int rc;
 
-    ZSTD_DCtx_reset(d->zd, ZSTD_reset_session_only);
-    rc = grow(&d->json, &d->json_cap, 1, d->max_json);
+    /* a shared context may hold another decoder's failed frame: always start clean */
+    ZSTD_DCtx_reset(sc->zd, ZSTD_reset_session_only);
+    rc = grow(&sc->json, &sc->json_cap, 1, d->max_json);
     if (rc != 0)
         return map_fail(d, rc, "map: cannot allocate the decompression buffer");
-    out.dst = d->json;
-    out.size = d->json_cap;
+    /* a shared buffer may be larger than this decoder's cap: never offer zstd more */
+    out.dst = sc->json;
+    out.size = sc->json_cap < d->max_json ? sc->json_cap : d->max_json;
     out.pos = 0;
     for (;;) {
         if (out.pos == out.size) {
-            rc = grow(&d->json, &d->json_cap, out.size + 1, d->max_json);
+            rc = out.size >= d->max_json ? H2R_ERR_LIMIT
+                                         : grow(&sc->json, &sc->json_cap, out.size + 1, SIZE_MAX);
             if (rc != 0)
                 return map_fail(d, rc, "map: message inflates past %zu bytes (%zu compressed)",
                                 d->max_json, len);
-            out.dst = d->json;
-            out.size = d->json_cap;
+            out.dst = sc->json;
+            out.size = sc->json_cap < d->max_json ? sc->json_cap : d->max_json;
         }
-        ret = ZSTD_decompressStream(d->zd, &out, &in);
+        ret = ZSTD_decompressStream(sc->zd, &out, &in);
         if (ZSTD_isError(ret))
             return map_fail(d, H2R_ERR_COMPRESS, "map: zstd: %s", ZSTD_getErrorName(ret));
         if (ret == 0 && in.pos == in.size)
@@ -194,7 +249,7 @@ static int map_message(struct ts_map_decoder *d, const uint8_t *body, size_t len
         rc = inflate_body(d, body, len, &json_len);
         if (rc != 0)
             return rc;
-        json = (const char *)d->json;
+        json = (const char *)d->sc->json;
     }
     root = json_loadb(json, json_len, 0, &jerr);
     if (!json_is_object(root)) {
@@ -299,6 +354,11 @@ int ts_map_feed(struct ts_map_decoder *d, const uint8_t *buf, size_t len)
             d->hdr_have = 0;
             d->frame_have = 0;
             rc = map_message(d, d->frame, d->frame_len);
+            /* a held stream is idle nearly all the time: it keeps no buffer between
+             * messages (thousands of them would otherwise pin 64 KiB or a netmap each) */
+            free(d->frame);
+            d->frame = NULL;
+            d->frame_cap = 0;
             if (rc != 0)
                 return rc;
         }

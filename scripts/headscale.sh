@@ -7,6 +7,9 @@
 #   scripts/headscale.sh status --dir DIR
 #   scripts/headscale.sh server-stop --dir DIR      stop Headscale only (database stays up)
 #   scripts/headscale.sh server-start --dir DIR     start it again on the same config and data
+#   scripts/headscale.sh authkey --dir DIR --user U [--reusable] [--ephemeral] [--expiration E]
+#                                                  print a new pre-auth key of user U (created
+#                                                  when missing), via the release's CLI
 #
 # start: free loopback ports for HTTP, gRPC, metrics (and PostgreSQL); a generated config that
 # needs no internet (local dummy DERP map, no update check, no log upload, embedded DERP off); a
@@ -34,6 +37,10 @@
 # updates HS_PID and HS_START_MS in DIR/env and prints it again; the API key stays valid when the
 # snapshot was taken after start.
 #
+# authkey: for TS2021 node sessions (h2replay replay --nodes ... --set authkey=KEY). Uses the
+# unix socket (no auth); handles the CLI drift: --user NAME up to 0.25, --user ID from 0.26.
+# --expiration defaults to 24h. Prints only the key.
+#
 # Exit status: 0 ok; 1 failure (the log tail is printed); 2 usage; status: 0 healthy, 1 not.
 set -euo pipefail
 
@@ -49,6 +56,7 @@ cmd=${1:-}
 [[ -n $cmd ]] || { usage >&2; exit 2; }
 shift
 version="" db="" tls=0 dir="" bin="" timeout_s=60 log_level=info keep=0 no_install=0
+user="" reusable=0 ephemeral=0 expiration=24h
 while [[ $# -gt 0 ]]; do
     case $1 in
     --version) version=${2:?--version needs a value}; shift 2 ;;
@@ -61,6 +69,10 @@ while [[ $# -gt 0 ]]; do
     --keep) keep=1; shift ;;
     --keep-all) keep=2; shift ;;
     --no-install) no_install=1; shift ;;
+    --user) user=${2:?--user needs a value}; shift 2 ;;
+    --reusable) reusable=1; shift ;;
+    --ephemeral) ephemeral=1; shift ;;
+    --expiration) expiration=${2:?--expiration needs a value}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage_exit "unknown argument '$1' (see --help)" ;;
     esac
@@ -144,6 +156,40 @@ server-start)
     cat "$dir/env"
     exit 0
     ;;
+authkey)
+    [[ -n $dir ]] || usage_exit "authkey: --dir DIR is required"
+    [[ -n $user ]] || usage_exit "authkey: --user U is required"
+    [[ $user =~ ^[A-Za-z0-9._-]+$ ]] || usage_exit "authkey: --user '$user' is not a plain name"
+    dir=$(cd "$dir" 2>/dev/null && pwd) || die "no such folder"
+    load_env
+    cli() { HEADSCALE_CLI_TIMEOUT=30s timeout 60 "$HS_BIN" -c "$HS_CONFIG" "$@"; }
+    jfield() { # KEY [NAME]: KEY of the JSON object on stdin, or of the array element named NAME
+        python3 -c 'import json,sys
+d=json.load(sys.stdin)
+if isinstance(d, list): d=[e for e in d if e.get("name")==sys.argv[2]][0]
+print(d[sys.argv[1]])' "$@"
+    }
+    users=$(cli users list -o json 2>>"$dir/cli.log") || die "users list failed (see $dir/cli.log)"
+    if ! jfield id "$user" <<<"$users" >/dev/null 2>&1; then
+        cli users create "$user" -o json >>"$dir/cli.log" 2>&1 || die "users create $user failed (see $dir/cli.log)"
+        users=$(cli users list -o json 2>>"$dir/cli.log") || die "users list failed"
+    fi
+    minor=${HS_VERSION#v0.}
+    minor=${minor%%.*}
+    if ((minor >= 26)); then
+        uref=$(jfield id "$user" <<<"$users") || die "no id for user $user"
+    else
+        uref=$user
+    fi
+    flags=(--user "$uref" -e "$expiration")
+    [[ $reusable -eq 1 ]] && flags+=(--reusable)
+    [[ $ephemeral -eq 1 ]] && flags+=(--ephemeral)
+    out=$(cli preauthkeys create "${flags[@]}" -o json 2>>"$dir/cli.log") ||
+        die "preauthkeys create failed (see $dir/cli.log)"
+    key=$(jfield key <<<"$out") || die "no key in: $out"
+    echo "$key"
+    exit 0
+    ;;
 status)
     [[ -n $dir ]] || usage_exit "status: --dir DIR is required"
     dir=$(cd "$dir" 2>/dev/null && pwd) || die "no such folder"
@@ -181,7 +227,7 @@ stop)
     exit 0
     ;;
 start) ;;
-*) usage_exit "unknown command '$cmd' (start|stop|status|server-stop|server-start)" ;;
+*) usage_exit "unknown command '$cmd' (start|stop|status|server-stop|server-start|authkey)" ;;
 esac
 
 # ---- start: flags

@@ -23,6 +23,20 @@ extern "C" {
 
 #define H2R_REPLAY_MAX_TARGETS 64
 #define H2R_REPLAY_MAX_THREADS 64
+#define H2R_REPLAY_MAX_SHARDS 100000
+
+/* TS2021 node sessions against ts2021+http(s):// targets (docs/ts2021.md "Replay"); all 0 =
+ * defaults. */
+struct h2r_replay_ts_opts {
+    uint32_t nodes;             /* --nodes N: N synthetic sessions, no trace */
+    int64_t arrival_ns;         /* --arrival: the N starts spread uniformly over this */
+    int64_t hold_ns;            /* --hold: each session's lifetime from its start */
+    uint32_t clone;             /* --clone N: every planned session N times (0, 1: once) */
+    int64_t clone_jitter_ns;    /* --clone-jitter: copies' starts spread over this */
+    uint32_t capver;            /* --capver (0: 130) */
+    int omit_peers;             /* --omit-peers: register + OmitPeers map, no stream */
+    int64_t stall_ns;           /* --keepalive-window: silence that is stream_stalled (0: 120 s) */
+};
 
 struct h2r_replay_opts {
     const char *trace_path;     /* trace to replay */
@@ -36,14 +50,21 @@ struct h2r_replay_opts {
     int insecure;                /* 1: skip certificate verification */
     const char *cacert;          /* PEM CA bundle instead of the system store; NULL: system */
     const char *between;         /* shell command run between targets; NULL: none */
+    const char *const *dbs;      /* --db [NAME=]DSN: database sampled during a target's section */
+    size_t n_dbs;
+    int64_t db_interval_ns;      /* --db-interval (0: 1 s) */
     const char *const *set_vars; /* --set NAME=VALUE placeholder values */
     size_t n_set_vars;
     const char *set_file;     /* --set-file: NAME=VALUE lines */
     const char *rewrite_file; /* --rewrite: rewrite rules */
     const char *label;        /* free text stored with every section */
     const char *command;      /* command line for the run meta (secrets masked); NULL: none */
+    struct h2r_replay_ts_opts ts; /* TS2021 node sessions */
     int progress;             /* 1: progress line on stderr once a second */
     int quiet;                /* 1: no summary on stderr */
+    uint32_t shard_index;     /* --shard I/N: this worker's 0-based index (docs/distributed.md) */
+    uint32_t shard_count;     /* N; 0 or 1: the whole trace */
+    int64_t start_at_ns;      /* --start-at: wall-clock t0 shared by the shards; 0: now */
 };
 
 struct h2r_replay_result {
@@ -84,6 +105,18 @@ int h2r_replay_check_target(const char *spec, char *errbuf, size_t errlen);
 
 /* 1 when this build can rewrite requests (--rewrite, --set, --set-file), else 0. */
 int h2r_replay_have_rewrite(void);
+
+/* Parses --shard "I/N": 0-based index I < N, count N in 1..H2R_REPLAY_MAX_SHARDS.
+ * Returns 0 or H2R_ERR_ARG with errbuf filled. */
+int h2r_replay_parse_shard(const char *s, uint32_t *index, uint32_t *count, char *errbuf,
+                           size_t errlen);
+
+/* Parses --start-at: RFC 3339 with a zone ("2026-11-27T01:00:00Z"), "+DURATION" from
+ * now_wall_ns, or Unix time in seconds ("1795741200", fraction allowed) or nanoseconds
+ * (18+ digits), into wall-clock ns. Returns 0, or H2R_ERR_ARG with errbuf filled when it
+ * does not parse or lies more than 5 s in the past or more than 24 h ahead. */
+int h2r_replay_parse_start_at(const char *s, int64_t now_wall_ns, int64_t *at, char *errbuf,
+                              size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -76,6 +76,8 @@ struct h2r_run_section {
     int64_t t0_wall_ns;       /* wall clock of the section's t0 */
     int64_t timeout_ns;
     const char *label;        /* free text (e.g. "headscale v0.29.2 sqlite") */
+    int64_t clock_offset_ns;  /* CLOCK_REALTIME - CLOCK_MONOTONIC read just before t0; 0 unknown */
+    int64_t clock_max_error_ns; /* the kernel's NTP error bound on CLOCK_REALTIME; -1 unknown */
 };
 
 struct h2r_run_result {
@@ -100,10 +102,19 @@ struct h2r_run_result {
     uint64_t req_bytes;       /* request body bytes sent */
     uint64_t resp_bytes;      /* response body bytes received */
     uint32_t flags;           /* H2R_RES_F_* */
+    /* TS2021 node sessions (flags & H2R_RES_F_TS; zero elsewhere), docs/ts2021.md */
+    int64_t t_open_ns;        /* the Noise session opened (101 + handshake response), 0 none */
+    int64_t t_netmap_ns;      /* map: first netmap decoded, 0 none */
+    int64_t t_last_netmap_ns; /* map: latest netmap message (full or delta), 0 none */
+    int64_t t_end_ns;         /* map: the stream ended or the replay closed it, 0 none */
+    uint64_t netmaps;         /* map: netmap messages received, keep-alives excluded */
+    uint64_t keepalives;      /* map: keep-alive messages received */
+    uint64_t peers;           /* map: peers in the node's netmap when the stream ended */
 };
 
 #define H2R_RES_F_GRPC 0x1u
 #define H2R_RES_F_WAITED 0x2u /* held back by causality (waited for an earlier response) */
+#define H2R_RES_F_TS 0x4u     /* a TS2021 node session step: the TS2021 fields are set */
 
 struct h2r_run_sample {
     uint32_t section;

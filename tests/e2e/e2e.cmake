@@ -70,3 +70,4 @@ add_test(NAME e2e_bad_input
          COMMAND bash ${H2R_E2E_DIR}/bad_input.sh $<TARGET_FILE:h2replay> ${H2R_E2E_DATA}
                  ${H2R_E2E_WORK}/bad)
 set_tests_properties(e2e_bad_input PROPERTIES LABELS e2e TIMEOUT 600)
+include(${CMAKE_CURRENT_LIST_DIR}/headscale.cmake) # real Headscale: replay --db, restore, verify

@@ -79,7 +79,7 @@ static size_t harness_stream(const uint8_t *in, size_t len, int compress, uint8_
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct ts_map_opts o = {0, 64u << 10, 1u << 20};
+    struct ts_map_opts o = {.max_frame = 64u << 10, .max_json = 1u << 20};
     struct ts_map_decoder *d = NULL;
     const struct ts_map_stats *st;
     const uint8_t *in;

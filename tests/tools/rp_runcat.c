@@ -161,6 +161,13 @@ int main(int argc, char **argv)
                        (long long)x->t_sent_ns, (long long)x->t_first_byte_ns,
                        (long long)x->t_done_ns, (unsigned long long)x->req_bytes,
                        (unsigned long long)x->resp_bytes, x->flags);
+            if (!summary && (x->flags & H2R_RES_F_TS)) /* TS2021 node session step */
+                printf("ts section=%u id=%llu t_open=%lld t_netmap=%lld t_last_netmap=%lld "
+                       "t_end=%lld netmaps=%llu keepalives=%llu peers=%llu\n",
+                       x->section, (unsigned long long)x->exchange_id, (long long)x->t_open_ns,
+                       (long long)x->t_netmap_ns, (long long)x->t_last_netmap_ns,
+                       (long long)x->t_end_ns, (unsigned long long)x->netmaps,
+                       (unsigned long long)x->keepalives, (unsigned long long)x->peers);
         } else if (rec.kind == H2R_RUN_REC_SAMPLE) {
             const struct h2r_run_sample *s = &rec.u.sample;
             if (!summary)

@@ -41,6 +41,15 @@ static const char *tmp(const char *name)
 
 /* ------------------------------------------------------------ run writing */
 
+static int64_t run_start_at; /* --start-at of the next run_open */
+
+/* A path under tmpdir that outlives tmp()'s rotating buffers. */
+static const char *keep(char (*buf)[256], const char *name)
+{
+    snprintf(*buf, sizeof(*buf), "%s/%s", tmpdir, name);
+    return *buf;
+}
+
 static struct h2r_run_writer *run_open(const char *path, const char *sha, const char *settings,
                                        uint32_t shard_index, uint32_t shard_count)
 {
@@ -54,6 +63,7 @@ static struct h2r_run_writer *run_open(const char *path, const char *sha, const 
     m.settings = settings ? settings : "speed=1";
     m.shard_index = shard_index;
     m.shard_count = shard_count;
+    m.start_at_ns = run_start_at;
     if (h2r_run_writer_open(&w, path, &m, err, sizeof(err)) != 0) {
         fprintf(stderr, "run_open %s: %s\n", path, err);
         return NULL;
@@ -530,6 +540,165 @@ static void test_refusals(void)
     CHECK_EQ_INT(analyze(&c7, NULL), 2);
 }
 
+/* Latencies with a spread (1..997 us, some failures): merged shards = one unsharded file. */
+static void write_spread(const char *path, uint32_t index, uint32_t count)
+{
+    struct h2r_run_writer *w = run_open(path, SHA_A, NULL, index, count);
+    if (!w)
+        return;
+    run_section(w, 0, "pg");
+    for (uint64_t i = 0; i < 3000; i++) {
+        if (count > 1 && i % count != index)
+            continue;
+        uint32_t cls = i % 97 == 0 ? H2R_EC_DEADLINE : i % 89 == 0 ? H2R_EC_STREAM_RESET : 0;
+        run_result(w, 0, i, i % 3 ? "GET" : "POST", i % 2 ? "/a/1" : "/b/22",
+                   (int64_t)i * MS / 3, (int64_t)(i * 7919 % 997 + 1) * 1000, cls);
+    }
+    run_end(w, 0, SEC);
+    run_close(w);
+}
+
+static void test_shards_merge_exactly(void)
+{
+    char pb[4][256];
+    const char *whole = keep(&pb[0], "whole.h2r");
+    write_spread(whole, 0, 1);
+    const char *sh[3] = {keep(&pb[1], "m0.h2r"), keep(&pb[2], "m1.h2r"), keep(&pb[3], "m2.h2r")};
+    for (uint32_t k = 0; k < 3; k++)
+        write_spread(sh[k], k, 3);
+    int code;
+    struct an_call cw = {{whole}, 1, NULL, {0}, 0, 0, 0, NULL};
+    json_t *jw = analyze_json(&cw, &code);
+    CHECK_EQ_INT(code, 0);
+    struct an_call cs = {{sh[2], sh[0], sh[1]}, 3, NULL, {0}, 0, 0, 0, NULL};
+    json_t *js = analyze_json(&cs, &code);
+    CHECK_EQ_INT(code, 0);
+    if (jw && js) {
+        json_t *a = run_named(jw, "pg"), *b = run_named(js, "pg");
+        CHECK(a && b);
+        CHECK_EQ_INT(json_array_size(json_object_get(js, "runs")), 1);
+        CHECK_EQ_INT(jget_int(b, "shard_count", NULL), 3);
+        CHECK_EQ_INT(jget_int(b, "shards_seen", NULL), 3);
+        CHECK_EQ_INT(json_array_size(json_object_get(b, "shards_missing")), 0);
+        CHECK_EQ_INT(jget_int(a, "count", NULL), 3000);
+        const char *same[] = {"count", "ok", "errors", "errors_by_class", "latency_from_intended",
+                              "latency_from_sent", "groups", "failures"};
+        for (size_t k = 0; k < sizeof(same) / sizeof(same[0]); k++) {
+            int eq = json_equal(json_object_get(a, same[k]), json_object_get(b, same[k]));
+            if (!eq)
+                fprintf(stderr, "merged shards differ from the whole run in '%s'\n", same[k]);
+            CHECK(eq);
+        }
+    }
+    json_decref(jw);
+    json_decref(js);
+    /* a missing shard: a warning, and the JSON names it */
+    struct an_call cm = {{sh[0], sh[2]}, 2, NULL, {0}, 0, 0, 0, NULL};
+    js = analyze_json(&cm, &code);
+    CHECK_EQ_INT(code, 0);
+    if (js) {
+        json_t *b = run_named(js, "pg");
+        CHECK_EQ_INT(jget_int(b, "shards_seen", NULL), 2);
+        CHECK_EQ_INT(json_array_size(json_object_get(b, "shards_missing")), 1);
+        CHECK_EQ_INT(json_integer_value(json_array_get(json_object_get(b, "shards_missing"), 0)),
+                     1);
+        CHECK_EQ_INT(jget_int(b, "count", NULL), 2000);
+        json_decref(js);
+    }
+}
+
+/* Shard indexes beyond 64: duplicates are still caught, missing ones listed. */
+static void test_shards_many(void)
+{
+    char b[2][256];
+    const char *p70 = keep(&b[0], "x70.h2r"), *p3 = keep(&b[1], "x3.h2r");
+    for (int k = 0; k < 2; k++) {
+        struct h2r_run_writer *w = run_open(k ? p3 : p70, SHA_A, NULL, k ? 3 : 70, 100);
+        if (!w)
+            return;
+        run_section(w, 0, "pg");
+        run_result(w, 0, k, "GET", "/x", 0, 1000, 0);
+        run_end(w, 0, SEC);
+        run_close(w);
+    }
+    struct an_call c = {{p70, p3, p70}, 3, NULL, {0}, 0, 0, 0, tmp("o.txt")};
+    CHECK_EQ_INT(analyze(&c, NULL), 2);
+    CHECK(strstr(last_err, "shard 70/100") != NULL);
+    CHECK(strstr(last_err, "given twice") != NULL);
+    struct an_call c2 = {{p70, p3}, 2, NULL, {0}, 0, 0, 0, NULL};
+    int code;
+    json_t *j = analyze_json(&c2, &code);
+    CHECK_EQ_INT(code, 0);
+    if (j) {
+        json_t *r = run_named(j, "pg");
+        CHECK_EQ_INT(jget_int(r, "shards_seen", NULL), 2);
+        CHECK_EQ_INT(json_array_size(json_object_get(r, "shards_missing")), 98);
+        json_decref(j);
+    }
+}
+
+/* Shards of another trace or other settings are refused; another replay of the job (a
+ * different --start-at) is another run, not more shards. */
+static void test_shards_mismatch(void)
+{
+    char b[7][256];
+    const char *s0 = keep(&b[0], "s0.h2r"), *other = keep(&b[1], "other.h2r");
+    const char *set = keep(&b[2], "set.h2r");
+    struct h2r_run_writer *w = run_open(other, SHA_B, NULL, 1, 2);
+    if (w) {
+        run_section(w, 0, "pg");
+        run_result(w, 0, 1, "GET", "/x", 0, 1000, 0);
+        run_end(w, 0, SEC);
+        run_close(w);
+    }
+    struct an_call c = {{s0, other}, 2, NULL, {0}, 0, 0, 0, tmp("o.txt")};
+    CHECK_EQ_INT(analyze(&c, NULL), 2);
+    CHECK(strstr(last_err, "merge or compare shard file") != NULL);
+    CHECK(strstr(last_err, "different traces") != NULL);
+    w = run_open(set, SHA_A, "speed=1 shards=2 partition=conn:other/v9", 1, 2);
+    if (w) {
+        run_section(w, 0, "pg");
+        run_result(w, 0, 1, "GET", "/x", 0, 1000, 0);
+        run_end(w, 0, SEC);
+        run_close(w);
+    }
+    struct an_call c2 = {{s0, set}, 2, NULL, {0}, 0, 0, 0, tmp("o.txt")};
+    CHECK_EQ_INT(analyze(&c2, NULL), 2);
+    CHECK(strstr(last_err, "different settings") != NULL);
+
+    const char *r1[2] = {keep(&b[3], "r1a.h2r"), keep(&b[4], "r1b.h2r")};
+    const char *r2[2] = {keep(&b[5], "r2a.h2r"), keep(&b[6], "r2b.h2r")};
+    for (int run = 0; run < 2; run++) {
+        for (uint32_t k = 0; k < 2; k++) {
+            /* replay 1 at T, its shards 300 ms apart (relative --start-at); replay 2 an hour on */
+            run_start_at = 1795741200LL * SEC + (run ? 3600 * SEC : (int64_t)k * 300 * MS);
+            w = run_open(run ? r2[k] : r1[k], SHA_A, NULL, k, 2);
+            if (!w)
+                continue;
+            run_section(w, 0, "pg");
+            run_result(w, 0, k, "GET", "/x", 0, run ? 2000 : 1000, 0);
+            run_end(w, 0, SEC);
+            run_close(w);
+        }
+    }
+    run_start_at = 0;
+    struct an_call c3 = {{r1[0], r2[0], r1[1], r2[1]}, 4, NULL, {0}, 0, 0, 0, NULL};
+    int code;
+    json_t *j = analyze_json(&c3, &code);
+    CHECK_EQ_INT(code, 0);
+    if (j) {
+        CHECK_EQ_INT(json_array_size(json_object_get(j, "runs")), 2);
+        size_t i;
+        json_t *r;
+        json_array_foreach(json_object_get(j, "runs"), i, r)
+        {
+            CHECK_EQ_INT(jget_int(r, "shards_seen", NULL), 2);
+            CHECK_EQ_INT(jget_int(r, "count", NULL), 2);
+        }
+        json_decref(j);
+    }
+}
+
 static void test_shards(void)
 {
     const char *s0 = tmp("s0.h2r"), *s1 = tmp("s1.h2r");
@@ -559,6 +728,10 @@ static void test_shards(void)
     struct an_call c2 = {{s0, s0}, 2, NULL, {0}, 0, 0, 0, tmp("o.txt")};
     CHECK_EQ_INT(analyze(&c2, NULL), 2);
     CHECK(strstr(last_err, "given twice") != NULL);
+    CHECK(strstr(last_err, "shard 0/2") != NULL);
+    test_shards_merge_exactly();
+    test_shards_many();
+    test_shards_mismatch();
 }
 
 static int sha256_file(const char *path, char hex[65])

@@ -22,7 +22,7 @@ static void write_run(const char *path, unsigned n)
     char err[256];
     CHECK_EQ_INT(h2r_run_writer_open(&w, path, &m, err, sizeof(err)), 0);
     struct h2r_run_section s = {0, "sqlite", "http://127.0.0.1:1", 10.0, 1700000000000000000LL,
-                                5000000000LL, "label"};
+                                5000000000LL, "label", -1700000000000000000LL, 4000000};
     CHECK_EQ_INT(h2r_run_write_section(w, &s), 0);
     for (unsigned i = 0; i < n; i++) {
         struct h2r_run_result r;
@@ -41,6 +41,16 @@ static void write_run(const char *path, unsigned n)
         r.trace_grpc_status = -1;
         r.err_class = i % 3 ? H2R_EC_NONE : H2R_EC_STREAM_RESET;
         r.err_detail = i % 3 ? NULL : "REFUSED_STREAM";
+        if (i % 5 == 4) { /* a TS2021 map step: the optional fields 22-28 */
+            r.flags = H2R_RES_F_TS;
+            r.t_open_ns = i * 1000 + 2;
+            r.t_netmap_ns = i * 1000 + 50;
+            r.t_last_netmap_ns = i * 1000 + 70;
+            r.t_end_ns = i * 1000 + 90;
+            r.netmaps = 3;
+            r.keepalives = 0;
+            r.peers = 99;
+        }
         CHECK_EQ_INT(h2r_run_write_result(w, &r), 0);
     }
     struct h2r_run_sample sm = {0, 1000000000, 1000000000, 3, 1, 10, 10, 9, 1, 1234};
@@ -70,6 +80,8 @@ static void test_roundtrip(void)
     CHECK_EQ_INT(rec.kind, H2R_RUN_REC_SECTION);
     CHECK_EQ_STR(rec.u.section.name, "sqlite");
     CHECK(rec.u.section.speed == 10.0);
+    CHECK_EQ_INT(rec.u.section.clock_offset_ns, -1700000000000000000LL);
+    CHECK_EQ_INT(rec.u.section.clock_max_error_ns, 4000000);
     for (unsigned i = 0; i < 10; i++) {
         CHECK_EQ_INT(h2r_run_reader_next(r, &rec), 1);
         CHECK_EQ_INT(rec.kind, H2R_RUN_REC_RESULT);
@@ -82,6 +94,20 @@ static void test_roundtrip(void)
             CHECK_EQ_STR(rec.u.result.err_detail, "REFUSED_STREAM");
         else
             CHECK(rec.u.result.err_detail == NULL);
+        if (i % 5 == 4) {
+            CHECK_EQ_INT(rec.u.result.flags, H2R_RES_F_TS);
+            CHECK_EQ_INT(rec.u.result.t_open_ns, i * 1000 + 2);
+            CHECK_EQ_INT(rec.u.result.t_netmap_ns, i * 1000 + 50);
+            CHECK_EQ_INT(rec.u.result.t_last_netmap_ns, i * 1000 + 70);
+            CHECK_EQ_INT(rec.u.result.t_end_ns, i * 1000 + 90);
+            CHECK_EQ_INT(rec.u.result.netmaps, 3);
+            CHECK_EQ_INT(rec.u.result.keepalives, 0);
+            CHECK_EQ_INT(rec.u.result.peers, 99);
+        } else {
+            CHECK_EQ_INT(rec.u.result.flags, 0);
+            CHECK_EQ_INT(rec.u.result.t_netmap_ns, 0);
+            CHECK_EQ_INT(rec.u.result.peers, 0);
+        }
     }
     CHECK_EQ_INT(h2r_run_reader_next(r, &rec), 1);
     CHECK_EQ_INT(rec.kind, H2R_RUN_REC_SAMPLE);

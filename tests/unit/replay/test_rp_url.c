@@ -63,6 +63,31 @@ static void test_ipv6(void)
     CHECK_EQ_INT(t.port, 443);
 }
 
+static void test_ts2021(void)
+{
+    struct rp_target t;
+    char err[256];
+    CHECK_EQ_INT(rp_target_parse("ts2021+http://127.0.0.1:8080", &t, err, sizeof(err)), 0);
+    CHECK_EQ_INT(t.ts2021, 1);
+    CHECK_EQ_INT(t.tls, 0);
+    CHECK_EQ_STR(t.scheme, "http");
+    CHECK_EQ_INT(t.port, 8080);
+    CHECK_EQ_STR(t.authority, "127.0.0.1:8080");
+    CHECK_EQ_STR(t.url, "ts2021+http://127.0.0.1:8080");
+    CHECK_EQ_STR(t.name, "ts2021+http://127.0.0.1:8080");
+    CHECK_EQ_INT(rp_target_parse("hs=ts2021+https://headscale.example", &t, err, sizeof(err)), 0);
+    CHECK_EQ_STR(t.name, "hs");
+    CHECK_EQ_INT(t.ts2021, 1);
+    CHECK_EQ_INT(t.tls, 1);
+    CHECK_EQ_INT(t.port, 443);
+    CHECK_EQ_STR(t.url, "ts2021+https://headscale.example");
+    CHECK_EQ_INT(rp_target_parse("http://127.0.0.1:8080", &t, err, sizeof(err)), 0);
+    CHECK_EQ_INT(t.ts2021, 0);
+    CHECK_EQ_INT(rp_target_parse("ts2021+ftp://x", &t, err, sizeof(err)), H2R_ERR_ARG);
+    CHECK_EQ_INT(rp_target_parse("ts2021://x", &t, err, sizeof(err)), H2R_ERR_ARG);
+    CHECK_EQ_INT(rp_target_parse("ts2021+http://x/machine", &t, err, sizeof(err)), H2R_ERR_ARG);
+}
+
 static void test_bad(void)
 {
     static const char *const bad[] = {
@@ -160,6 +185,7 @@ int main(void)
     test_plain();
     test_named();
     test_ipv6();
+    test_ts2021();
     test_bad();
     test_speed();
     test_durations();

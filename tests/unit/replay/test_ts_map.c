@@ -87,7 +87,7 @@ static int decode(const uint8_t *buf, size_t len, size_t step, const struct ts_m
 
 static void test_stream(void)
 {
-    static const struct ts_map_opts zopts = {1, 0, 0};
+    static const struct ts_map_opts zopts = {.compressed = 1};
     static const size_t steps[] = {0, 1, 3, 7, 64};
     uint8_t buf[4096];
     size_t len = 0;
@@ -167,7 +167,7 @@ static void test_raw_mode(void)
 
 static void test_failures(void)
 {
-    static const struct ts_map_opts zopts = {1, 0, 0};
+    static const struct ts_map_opts zopts = {.compressed = 1};
     struct ts_map_decoder *d = NULL;
     uint8_t buf[4096];
     size_t len;
@@ -175,7 +175,7 @@ static void test_failures(void)
 
     /* Oversize prefix: refused on the header, nothing buffered. */
     {
-        static const struct ts_map_opts small = {1, 100, 0};
+        static const struct ts_map_opts small = {.compressed = 1, .max_frame = 100};
         memset(&s, 0, sizeof(s));
         memcpy(buf, "\x65\x00\x00\x00", 4);
         CHECK_EQ_INT(decode(buf, 4, 0, &small, &s, &d), H2R_ERR_LIMIT);
@@ -190,7 +190,7 @@ static void test_failures(void)
     CHECK_EQ_INT(decode(buf, 4, 0, &zopts, &s, NULL), H2R_ERR_FORMAT);
     /* Decompression bomb: 1 MiB of spaces around {} inflates past a 64 KiB cap. */
     {
-        static const struct ts_map_opts capped = {1, 0, 64u << 10};
+        static const struct ts_map_opts capped = {.compressed = 1, .max_json = 64u << 10};
         size_t big = 1u << 20;
         char *json = malloc(big);
         uint8_t *z = malloc(ZSTD_compressBound(big) + 4);
@@ -408,9 +408,73 @@ static void test_keys(void)
     CHECK_EQ_INT(ts_key_parse("MKEY:", text, strlen(text), k), H2R_ERR_FORMAT);
 }
 
+/* Decoders sharing one scratch: interleaved messages decode independently, a bomb hits
+ * the small decoder's cap even though the shared buffer already grew larger for
+ * another decoder, and a big split message's buffer is not kept. */
+static void test_shared_scratch(void)
+{
+    struct ts_map_scratch *sc = NULL;
+    struct ts_map_decoder *a = NULL, *b = NULL;
+    struct seen sa, sb;
+    size_t big = 512u << 10, len;
+    char *json = malloc(big);
+    uint8_t *z = malloc(ZSTD_compressBound(big) + 4);
+    uint8_t buf[4096];
+
+    if (!json || !z)
+        abort();
+    CHECK_EQ_INT(ts_map_scratch_new(&sc), 0);
+    struct ts_map_opts big_opts = {.compressed = 1, .scratch = sc};
+    struct ts_map_opts small_opts = {.compressed = 1, .max_json = 64u << 10, .scratch = sc};
+    memset(&sa, 0, sizeof(sa));
+    memset(&sb, 0, sizeof(sb));
+    CHECK_EQ_INT(ts_map_decoder_new(&a, &big_opts, on_map, &sa), 0);
+    CHECK_EQ_INT(ts_map_decoder_new(&b, &small_opts, on_map, &sb), 0);
+
+    memset(json, ' ', big);
+    json[0] = '{';
+    json[big - 1] = '}';
+    len = put_msg(z, ZSTD_compressBound(big) + 4, json, big, 1);
+    /* a's big message grows the shared buffer past b's cap */
+    CHECK_EQ_INT(ts_map_feed(a, z, len), 0);
+    CHECK_EQ_INT(sa.n, 1);
+    CHECK_EQ_INT(sa.m[0].json_len, big);
+    /* b: half of a full map, the bomb must still fail on b alone ... */
+    size_t flen = put_msg(buf, sizeof(buf), FULL_MAP, strlen(FULL_MAP), 1);
+    CHECK_EQ_INT(ts_map_feed(b, buf, flen / 2), 0);
+    /* ... a keeps decoding in between (split message through the frame buffer) */
+    size_t klen = put_msg(buf + flen, sizeof(buf) - flen, KEEPALIVE, strlen(KEEPALIVE), 1);
+    CHECK_EQ_INT(ts_map_feed(a, buf + flen, 2), 0);
+    CHECK_EQ_INT(ts_map_feed(a, buf + flen + 2, klen - 2), 0);
+    CHECK_EQ_INT(sa.n, 2);
+    CHECK_EQ_INT(sa.m[1].keepalive, 1);
+    CHECK_EQ_INT(ts_map_feed(b, buf + flen / 2, flen - flen / 2), 0);
+    CHECK_EQ_INT(sb.n, 1);
+    CHECK_EQ_INT(sb.m[0].peers, 3);
+    CHECK_EQ_STR(sb.first_domain, "example");
+    CHECK_EQ_INT(ts_map_feed(b, z, len), H2R_ERR_LIMIT);
+    CHECK(strstr(ts_map_decoder_error(b), "inflates past") != NULL);
+    /* a is unaffected by b's failure in the shared context; a split big message works */
+    CHECK_EQ_INT(ts_map_feed(a, z, len / 3), 0);
+    CHECK_EQ_INT(ts_map_feed(a, z + len / 3, len - len / 3), 0);
+    CHECK_EQ_INT(sa.n, 3);
+    CHECK_EQ_INT(sa.m[2].json_len, big);
+    CHECK(ts_map_idle(a));
+    ts_map_scratch_trim(sc);
+    CHECK_EQ_INT(ts_map_feed(a, z, len), 0);
+    CHECK_EQ_INT(sa.n, 4);
+    ts_map_decoder_free(a);
+    ts_map_decoder_free(b);
+    ts_map_scratch_free(sc);
+    ts_map_scratch_free(NULL);
+    free(json);
+    free(z);
+}
+
 int main(void)
 {
     test_stream();
+    test_shared_scratch();
     test_raw_mode();
     test_failures();
     test_requests();
