@@ -1494,27 +1494,6 @@ static int find_set_value(const struct h2r_replay_opts *o, const char *name, cha
     return found;
 }
 
-static int resolve_target(const struct rp_target *t, struct sockaddr_storage *ss, socklen_t *len,
-                          char *err, size_t errlen)
-{
-    struct addrinfo hints, *ai = NULL;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    char port[8];
-    snprintf(port, sizeof(port), "%u", (unsigned)t->port);
-    int rc = getaddrinfo(t->host, port, &hints, &ai);
-    if (rc != 0 || !ai) {
-        snprintf(err, errlen, "resolving %s: %s", t->host, gai_strerror(rc));
-        return -1;
-    }
-    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-    *len = ai->ai_addrlen;
-    freeaddrinfo(ai);
-    return 0;
-}
-
 static void write_batches(struct nodes_ctx *ctx, struct rp_batch *list, struct nodes_stats *st)
 {
     for (struct rp_batch *b = list; b; b = b->next) {
@@ -1657,7 +1636,7 @@ static int run_section(struct nodes_ctx *ctx, uint32_t section, const struct rp_
 
     struct sockaddr_storage ss;
     socklen_t ss_len = 0;
-    if (resolve_target(t, &ss, &ss_len, pre_detail, sizeof(pre_detail)) != 0)
+    if (rp_target_resolve(t, &ss, &ss_len, pre_detail, sizeof(pre_detail)) != 0)
         pre_cls = H2R_EC_IO;
 
     lives = aligned_alloc(64, ((sizeof(*lives) * n + 63) / 64) * 64);

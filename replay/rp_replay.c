@@ -158,27 +158,6 @@ struct replay_ctx {
     char write_msg[256];
 };
 
-static int resolve(const struct rp_target *t, struct sockaddr_storage *ss, socklen_t *len,
-                   char *err, size_t errlen)
-{
-    struct addrinfo hints, *ai = NULL;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    char port[8];
-    snprintf(port, sizeof(port), "%u", (unsigned)t->port);
-    int rc = getaddrinfo(t->host, port, &hints, &ai);
-    if (rc != 0 || !ai) {
-        snprintf(err, errlen, "resolving %s: %s", t->host, gai_strerror(rc));
-        return -1;
-    }
-    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-    *len = ai->ai_addrlen;
-    freeaddrinfo(ai);
-    return 0;
-}
-
 static void write_results(struct replay_ctx *ctx, struct rp_batch *list, struct section_stats *st)
 {
     for (struct rp_batch *b = list; b; b = b->next) {
@@ -350,7 +329,7 @@ static int run_section(struct replay_ctx *ctx, uint32_t section, const struct rp
     struct sockaddr_storage ss;
     socklen_t ss_len = 0;
     char resolve_err[256] = "";
-    int resolved = resolve(t, &ss, &ss_len, resolve_err, sizeof(resolve_err)) == 0;
+    int resolved = rp_target_resolve(t, &ss, &ss_len, resolve_err, sizeof(resolve_err)) == 0;
 
     lives = aligned_alloc(64, ((sizeof(*lives) * n + 63) / 64) * 64);
     workers = calloc(n, sizeof(*workers));

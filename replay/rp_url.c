@@ -7,6 +7,7 @@
  * query, fragment) would be silently ignored, so it is rejected instead.
  */
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,5 +169,26 @@ int rp_target_parse(const char *spec, struct rp_target *t, char *errbuf, size_t 
              t->authority);
     if (!t->name[0])
         snprintf(t->name, sizeof(t->name), "%s", t->url);
+    return 0;
+}
+
+int rp_target_resolve(const struct rp_target *t, struct sockaddr_storage *ss, socklen_t *len,
+                      char *err, size_t errlen)
+{
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)t->port);
+    int rc = getaddrinfo(t->host, port, &hints, &ai);
+    if (rc != 0 || !ai) {
+        snprintf(err, errlen, "resolving %s: %s", t->host, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    *len = ai->ai_addrlen;
+    freeaddrinfo(ai);
     return 0;
 }

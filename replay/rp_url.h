@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #define RP_URL_MAX_NAME 128
 #define RP_URL_MAX_HOST 256
@@ -33,5 +34,12 @@ struct rp_target {
  * taken for a name). Returns 0, or H2R_ERR_ARG with errbuf naming what is wrong.
  */
 int rp_target_parse(const char *spec, struct rp_target *t, char *errbuf, size_t errlen);
+
+/*
+ * Resolves the target's host and port (numeric service) into *ss. Returns 0, or
+ * -1 with the resolver's message in err.
+ */
+int rp_target_resolve(const struct rp_target *t, struct sockaddr_storage *ss, socklen_t *len,
+                      char *err, size_t errlen);
 
 #endif
