@@ -916,7 +916,7 @@ static void test_keylog_file(void)
     }
     /* The rest of the half line arrives: found by a miss shortly after, without force. */
     write_file(path, "a", "0304");
-    write_file(path, "a", M48 + 8);
+    write_file(path, "a", &M48[8]); /* the rest of the 48-byte secret */
     write_file(path, "a", "\n");
     {
         int64_t t0 = now_ns();
