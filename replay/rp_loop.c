@@ -42,6 +42,7 @@
 #include "rp_h2.h"
 #include "rp_loop.h"
 #include "rp_rewrite.h"
+#include "rp_stats.h"
 #include "rp_timer.h"
 #include "rp_transport.h"
 
@@ -49,7 +50,6 @@
 #define MAX_EVENTS 256
 #define BATCH_MAX_AGE_NS 200000000LL
 #define IDLE_WAIT_NS 1000000000LL
-#define MAX_INTERNED 4096
 /* Wake this long before a deadline and poll without sleeping for the rest: waking a
  * sleeping (virtual) CPU costs 50-100 us, which would be added to every send. */
 #define SPIN_NS 50000LL
@@ -133,8 +133,7 @@ struct rp_worker {
     size_t nv_cap;
     struct rp_batch *batch;
     int64_t batch_t;
-    char **interned;
-    size_t n_interned;
+    struct rp_strtab details; /* failure details kept for results */
     struct rp_stream *st_free; /* stream pool */
     struct st_slab *slabs;
     int stopping;
@@ -277,24 +276,7 @@ void rp_batch_free_list(struct rp_batch *b)
 /* Details often point into a connection's buffers, which die with it: keep a copy. */
 static const char *intern(struct rp_worker *w, const char *s)
 {
-    if (!s)
-        return NULL;
-    for (size_t i = 0; i < w->n_interned; i++)
-        if (strcmp(w->interned[i], s) == 0)
-            return w->interned[i];
-    if (w->n_interned == MAX_INTERNED)
-        return "(detail not kept: too many distinct details)";
-    if (w->n_interned % 64 == 0) {
-        char **v = realloc(w->interned, (w->n_interned + 64) * sizeof(*v));
-        if (!v)
-            return "(detail not kept: out of memory)";
-        w->interned = v;
-    }
-    char *d = strdup(s);
-    if (!d)
-        return "(detail not kept: out of memory)";
-    w->interned[w->n_interned++] = d;
-    return d;
+    return rp_strtab_intern(&w->details, s);
 }
 
 static void live_add(_Atomic uint64_t *v, int64_t d)
@@ -1235,9 +1217,7 @@ void rp_worker_free(struct rp_worker *w)
             rp_rewrite_release(w->cfg.rw, w->xs[i].rw_handle);
     }
     rp_batch_free_list(w->batch);
-    for (size_t i = 0; i < w->n_interned; i++)
-        free(w->interned[i]);
-    free(w->interned);
+    rp_strtab_free(&w->details);
     rp_heap_free(&w->heap);
     if (w->epfd >= 0)
         close(w->epfd);

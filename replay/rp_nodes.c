@@ -75,7 +75,6 @@
 #define SAMPLE_NS 1000000000LL
 #define POLL_NS 100000000LL
 #define STARTUP_NS 50000000LL
-#define MAX_INTERNED 4096
 #define DEFAULT_STALL_NS 120000000000LL /* tailscale's map watchdog (direct.go) */
 #define MAX_NODES 10000000u
 #define ERR_BODY_KEEP 160 /* bytes of a failed response's body kept for the detail */
@@ -225,8 +224,7 @@ struct nworker {
     struct ts_map_scratch *zs;
     struct rp_batch *batch;
     int64_t batch_t;
-    char **interned;
-    size_t n_interned;
+    struct rp_strtab details; /* failure details kept for results */
     int stopping, status;
     /* per-step time histograms, merged by the driver after join */
     struct rp_hist h_open, h_register, h_netmap;
@@ -252,24 +250,7 @@ static void live_add(_Atomic uint64_t *v, int64_t d)
 /* Details often point into a connection's buffers, which die with it: keep a copy. */
 static const char *intern(struct nworker *w, const char *s)
 {
-    if (!s)
-        return NULL;
-    for (size_t i = 0; i < w->n_interned; i++)
-        if (strcmp(w->interned[i], s) == 0)
-            return w->interned[i];
-    if (w->n_interned == MAX_INTERNED)
-        return "(detail not kept: too many distinct details)";
-    if (w->n_interned % 64 == 0) {
-        char **v = realloc(w->interned, (w->n_interned + 64) * sizeof(*v));
-        if (!v)
-            return "(detail not kept: out of memory)";
-        w->interned = v;
-    }
-    char *d = strdup(s);
-    if (!d)
-        return "(detail not kept: out of memory)";
-    w->interned[w->n_interned++] = d;
-    return d;
+    return rp_strtab_intern(&w->details, s);
 }
 
 static const char *internf(struct nworker *w, const char *fmt, ...)
@@ -1364,9 +1345,7 @@ static void worker_free(struct nworker *w)
     free_grave(w);
     free(w->grave_ext);
     rp_batch_free_list(w->batch);
-    for (size_t i = 0; i < w->n_interned; i++)
-        free(w->interned[i]);
-    free(w->interned);
+    rp_strtab_free(&w->details);
     rp_heap_free(&w->heap);
     if (w->epfd >= 0)
         close(w->epfd);

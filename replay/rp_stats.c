@@ -1,6 +1,7 @@
 /*
  * Log-linear histograms and live counters for the replay (see rp_stats.h).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "rp_stats.h"
@@ -63,4 +64,35 @@ void rp_live_late(struct rp_live *l, int64_t v)
     while (v > cur && !atomic_compare_exchange_weak_explicit(
                           &l->max_late, &cur, v, memory_order_relaxed, memory_order_relaxed)) {
     }
+}
+
+const char *rp_strtab_intern(struct rp_strtab *t, const char *s)
+{
+    if (!s)
+        return NULL;
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->v[i], s) == 0)
+            return t->v[i];
+    if (t->n == RP_STRTAB_MAX)
+        return "(detail not kept: too many distinct details)";
+    if (t->n % 64 == 0) {
+        char **v = realloc(t->v, (t->n + 64) * sizeof(*v));
+        if (!v)
+            return "(detail not kept: out of memory)";
+        t->v = v;
+    }
+    char *d = strdup(s);
+    if (!d)
+        return "(detail not kept: out of memory)";
+    t->v[t->n++] = d;
+    return d;
+}
+
+void rp_strtab_free(struct rp_strtab *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->v[i]);
+    free(t->v);
+    t->v = NULL;
+    t->n = 0;
 }

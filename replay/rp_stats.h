@@ -12,6 +12,7 @@
 #define H2R_RP_STATS_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define RP_HIST_SUB_BITS 3
@@ -52,5 +53,22 @@ struct rp_live {
 
 /* Raises max_late to v when larger. */
 void rp_live_late(struct rp_live *l, int64_t v);
+
+/*
+ * A per-thread table of distinct failure-detail strings. Details often point
+ * into a connection's buffers, which die with it, so results keep a copy; the
+ * table is bounded (RP_STRTAB_MAX entries) and returns a fixed explanation
+ * once full or out of memory. NULL in, NULL out.
+ */
+#define RP_STRTAB_MAX 4096
+
+struct rp_strtab {
+    char **v;
+    size_t n;
+};
+
+const char *rp_strtab_intern(struct rp_strtab *t, const char *s);
+/* Frees every string and the table's array; the table is empty afterwards. */
+void rp_strtab_free(struct rp_strtab *t);
 
 #endif
