@@ -2,7 +2,7 @@
  * The TS2021 transport layer and the control-key fetch (see rp_ts.h).
  *
  * A ts_io sits on any lower rp_io (TCP, or TLS offering http/1.1) and owns a
- * ts_session, the I/O-free record layer of replay/ts2021.h. It holds two byte
+ * ts_session, the I/O-free record layer of core/ts/ts2021.h. It holds two byte
  * queues, both allocated only while non-empty so ten thousand idle node
  * sessions cost no buffers:
  *

@@ -12,7 +12,7 @@
  *
  * Failures during the upgrade are class handshake_rejected; EOF after OPEN is
  * closed_by_server; a record that fails to decrypt is protocol. The protocol
- * core (replay/ts2021.h) does all parsing; this file only moves bytes.
+ * core (core/ts/ts2021.h) does all parsing; this file only moves bytes.
  *
  * Also here: the one-off "GET /key?v=CAPVER" fetch of the control key, which
  * the driver runs once per target before the loops start.

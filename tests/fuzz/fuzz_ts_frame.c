@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the TS2021 record layer (replay/ts_frame.c).
+ * libFuzzer target for the TS2021 record layer (core/ts/ts_frame.c).
  *
  * Input layout:
  *   byte 0   bit 0: mode (0 bare frame parser, 1 client session)

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the /machine/map stream decoder (replay/ts_map.c).
+ * libFuzzer target for the /machine/map stream decoder (core/ts/ts_map.c).
  *
  * Input layout:
  *   byte 0   bit 0: bodies are zstd (decoder's compressed option)

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the HTTP/1.1 side of TS2021 (replay/ts_upgrade.c)
+ * libFuzzer target for the HTTP/1.1 side of TS2021 (core/ts/ts_upgrade.c)
  * and what a capture does with the cleartext upgrade request.
  *
  * Input layout:
