@@ -68,6 +68,26 @@ enum {
     SF_COUNTER
 };
 enum { KF_NAME = 1, KF_VALUE };
+enum {
+    TF_ID = 1,
+    TF_CONN,
+    TF_NODE,
+    TF_CAPVER,
+    TF_FLAGS,
+    TF_MACHINE_KEY,
+    TF_STATUS,
+    TF_HOW,
+    TF_T_UPGRADE,
+    TF_T_HANDSHAKE,
+    TF_T_END,
+    TF_FRAMES_C2S,
+    TF_FRAMES_S2C,
+    TF_BYTES_C2S,
+    TF_BYTES_S2C,
+    TF_RECS,
+    TF_RECS_DROPPED,
+    TF_REASON
+};
 
 /* ------------------------------------------------------------------ writer */
 
@@ -229,6 +249,50 @@ int h2r_trace_write_summary(struct h2r_trace_writer *w, const struct h2r_capture
     return tw_emit(w, H2R_REC_SUMMARY);
 }
 
+/* The frame list is one bytes field: per frame (zigzag time delta from the previous
+ * frame, length, dir + 2 * type), so a keep-alive costs about four bytes. */
+int h2r_trace_write_ts_session(struct h2r_trace_writer *w, const struct h2r_ts_session *t)
+{
+    if (t->n_recs > H2R_TS_MAX_RECS)
+        return H2R_ERR_LIMIT;
+    h2r_buf_reset(&w->rec);
+    fld_put_u64(&w->rec, TF_ID, t->id);
+    fld_put_u64(&w->rec, TF_CONN, t->conn_id);
+    fld_put_u64(&w->rec, TF_NODE, t->node);
+    fld_put_u64(&w->rec, TF_CAPVER, t->capver);
+    fld_put_u64(&w->rec, TF_FLAGS, t->flags);
+    if (t->flags & H2R_TS_F_IDENTIFIED)
+        fld_put_bytes(&w->rec, TF_MACHINE_KEY, t->machine_key, sizeof(t->machine_key));
+    fld_put_i64(&w->rec, TF_STATUS, t->status);
+    fld_put_u64(&w->rec, TF_HOW, t->how);
+    fld_put_i64(&w->rec, TF_T_UPGRADE, t->t_upgrade_ns);
+    fld_put_i64(&w->rec, TF_T_HANDSHAKE, t->t_handshake_ns);
+    fld_put_i64(&w->rec, TF_T_END, t->t_end_ns);
+    fld_put_u64(&w->rec, TF_FRAMES_C2S, t->frames_c2s);
+    fld_put_u64(&w->rec, TF_FRAMES_S2C, t->frames_s2c);
+    fld_put_u64(&w->rec, TF_BYTES_C2S, t->bytes_c2s);
+    fld_put_u64(&w->rec, TF_BYTES_S2C, t->bytes_s2c);
+    if (t->n_recs) {
+        int64_t prev = 0;
+        h2r_buf_reset(&w->sub);
+        for (size_t i = 0; i < t->n_recs; i++) {
+            const struct h2r_ts_rec *f = &t->recs[i];
+            int64_t d = f->t_ns - prev;
+            h2r_buf_put_varint(&w->sub, ((uint64_t)d << 1) ^ (uint64_t)(d >> 63));
+            h2r_buf_put_varint(&w->sub, f->len);
+            h2r_buf_put_varint(&w->sub, (uint64_t)(f->dir & 1u) | ((uint64_t)f->type << 1));
+            prev = f->t_ns;
+        }
+        if (w->sub.failed)
+            w->rec.failed = w->sub.failed;
+        else
+            fld_put_bytes(&w->rec, TF_RECS, w->sub.p, w->sub.len);
+    }
+    fld_put_u64(&w->rec, TF_RECS_DROPPED, t->recs_dropped);
+    fld_put_str(&w->rec, TF_REASON, t->reason);
+    return tw_emit(w, H2R_REC_TS_SESSION);
+}
+
 int h2r_trace_writer_flush(struct h2r_trace_writer *w)
 {
     if (w->error)
@@ -280,6 +344,8 @@ struct h2r_trace_reader {
     struct hdr_vec req, resp, trl;
     struct h2r_counter *counters;
     size_t n_counters, cap_counters;
+    struct h2r_ts_rec *ts_recs;
+    size_t cap_ts_recs;
     uint64_t skipped;
     char errmsg[384];
 };
@@ -576,6 +642,98 @@ static int decode_summary(struct h2r_trace_reader *r, const uint8_t *p, size_t n
     return 0;
 }
 
+static int decode_ts_recs(struct h2r_trace_reader *r, const uint8_t *p, size_t n,
+                          struct h2r_ts_session *o)
+{
+    struct fld_cursor c = {p, n};
+    int64_t t = 0;
+    size_t k = 0;
+    while (c.len > 0) {
+        uint64_t dz, len, dt;
+        if (fld_get_varint(&c, &dz) || fld_get_varint(&c, &len) || fld_get_varint(&c, &dt))
+            return H2R_ERR_FORMAT;
+        if (k >= H2R_TS_MAX_RECS)
+            return H2R_ERR_LIMIT;
+        if (len > UINT32_MAX || (dt >> 1) > UINT8_MAX)
+            return H2R_ERR_FORMAT;
+        if (k == r->cap_ts_recs) {
+            size_t ncap = r->cap_ts_recs ? r->cap_ts_recs * 2 : 64;
+            struct h2r_ts_rec *nv = realloc(r->ts_recs, ncap * sizeof(*nv));
+            if (!nv)
+                return H2R_ERR_NOMEM;
+            r->ts_recs = nv;
+            r->cap_ts_recs = ncap;
+        }
+        /* unsigned arithmetic: a hostile delta wraps instead of overflowing */
+        t = (int64_t)((uint64_t)t + (uint64_t)fld_zigzag_decode(dz));
+        r->ts_recs[k].t_ns = t;
+        r->ts_recs[k].len = (uint32_t)len;
+        r->ts_recs[k].dir = (uint8_t)(dt & 1u);
+        r->ts_recs[k].type = (uint8_t)(dt >> 1);
+        k++;
+    }
+    o->recs = r->ts_recs;
+    o->n_recs = k;
+    return 0;
+}
+
+static int decode_ts_session(struct h2r_trace_reader *r, const uint8_t *p, size_t n,
+                             struct h2r_ts_session *o)
+{
+    struct fld_cursor c = {p, n};
+    struct fld_value v;
+    size_t reason = NO_STR;
+    struct h2r_buf *a = &r->strings;
+    int rc;
+    memset(o, 0, sizeof(*o));
+    o->status = -1;
+    while ((rc = fld_next(&c, &v)) == 1) {
+        int drc = 0;
+        switch (v.field) {
+        case TF_ID: o->id = v.u; break;
+        case TF_CONN: o->conn_id = v.u; break;
+        case TF_NODE: o->node = v.u; break;
+        case TF_CAPVER: o->capver = (uint32_t)v.u; break;
+        case TF_FLAGS: o->flags = (uint32_t)v.u; break;
+        case TF_MACHINE_KEY:
+            if (v.wire_type != FLD_BYTES || v.n != sizeof(o->machine_key))
+                drc = H2R_ERR_FORMAT;
+            else
+                memcpy(o->machine_key, v.data, v.n);
+            break;
+        case TF_STATUS: o->status = (int32_t)fld_zigzag_decode(v.u); break;
+        case TF_HOW: o->how = (uint32_t)v.u; break;
+        case TF_T_UPGRADE: o->t_upgrade_ns = fld_zigzag_decode(v.u); break;
+        case TF_T_HANDSHAKE: o->t_handshake_ns = fld_zigzag_decode(v.u); break;
+        case TF_T_END: o->t_end_ns = fld_zigzag_decode(v.u); break;
+        case TF_FRAMES_C2S: o->frames_c2s = v.u; break;
+        case TF_FRAMES_S2C: o->frames_s2c = v.u; break;
+        case TF_BYTES_C2S: o->bytes_c2s = v.u; break;
+        case TF_BYTES_S2C: o->bytes_s2c = v.u; break;
+        case TF_RECS:
+            if (v.wire_type != FLD_BYTES)
+                drc = H2R_ERR_FORMAT;
+            else
+                drc = decode_ts_recs(r, v.data, v.n, o);
+            break;
+        case TF_RECS_DROPPED: o->recs_dropped = v.u; break;
+        case TF_REASON: reason = arena_str(a, v.data, v.n); break;
+        default: break;
+        }
+        if (drc)
+            return reader_error(r, drc, "malformed ts_session record", v.field);
+    }
+    if (rc < 0)
+        return reader_error(r, H2R_ERR_FORMAT, "malformed ts_session record", v.field);
+    if ((o->flags & H2R_TS_F_IDENTIFIED) && o->node == 0)
+        return reader_error(r, H2R_ERR_FORMAT, "identified ts_session without a node",
+                            TF_NODE);
+    if (a->failed)
+        return H2R_ERR_NOMEM;
+    o->reason = FIX_STR(a, reason);
+    return 0;
+}
+
 static int reader_start(struct h2r_trace_reader *r, char *errbuf, size_t errlen)
 {
     uint32_t kind;
@@ -663,6 +821,9 @@ int h2r_trace_reader_next(struct h2r_trace_reader *r, struct h2r_trace_record *r
         case H2R_REC_SUMMARY:
             rc = decode_summary(r, p, n, &rec->u.summary);
             break;
+        case H2R_REC_TS_SESSION:
+            rc = decode_ts_session(r, p, n, &rec->u.ts);
+            break;
         default:
             r->skipped++; /* a newer writer's record kind: skip it, counted */
             continue;
@@ -694,6 +855,7 @@ void h2r_trace_reader_free(struct h2r_trace_reader *r)
     free(r->resp.v);
     free(r->trl.v);
     free(r->counters);
+    free(r->ts_recs);
     free(r);
 }
 
@@ -725,6 +887,26 @@ const char *h2r_conn_how_name(uint32_t how)
     case H2R_CONN_END_GOAWAY:
         return "goaway";
     case H2R_CONN_END_UNDECODABLE:
+        return "undecodable";
+    default:
+        return "unknown";
+    }
+}
+
+const char *h2r_ts_how_name(uint32_t how)
+{
+    switch (how) {
+    case H2R_TS_END_FIN:
+        return "fin";
+    case H2R_TS_END_RST:
+        return "rst";
+    case H2R_TS_END_CAPTURE_END:
+        return "capture_end";
+    case H2R_TS_END_REFUSED:
+        return "refused";
+    case H2R_TS_END_REJECTED:
+        return "rejected";
+    case H2R_TS_END_UNDECODABLE:
         return "undecodable";
     default:
         return "unknown";

@@ -133,6 +133,60 @@ struct h2r_exchange {
     const char *error; /* NULL, or why the exchange did not complete normally */
 };
 
+/* ---- TS2021 sessions (docs/trace-format.md "ts_session") ----
+ *
+ * A Tailscale control connection: "POST /ts2021" upgrade, Noise IK, then
+ * encrypted records carrying HTTP/2. What a capture can know: the upgrade and
+ * its answer, the capability version (in clear in the initiation frame's
+ * header), the client's machine key when the server's noise private key was
+ * given (--noise-key), and the shape of the encrypted part - every record's
+ * direction, size and time. The content is forward-secret and never known. */
+
+enum h2r_ts_how {
+    H2R_TS_END_UNKNOWN = 0,
+    H2R_TS_END_FIN = 1,         /* TCP closed orderly after the handshake */
+    H2R_TS_END_RST = 2,         /* TCP reset after the handshake */
+    H2R_TS_END_CAPTURE_END = 3, /* still open when the capture stopped */
+    H2R_TS_END_REFUSED = 4,     /* the upgrade was answered with a final non-101 status */
+    H2R_TS_END_REJECTED = 5,    /* 101, then an error frame or a close before the answer */
+    H2R_TS_END_UNDECODABLE = 6  /* framing broke (gap, bad frame): see reason */
+};
+
+#define H2R_TS_F_IDENTIFIED 0x1u /* machine_key holds the client's machine public key */
+#define H2R_TS_F_TLS 0x2u        /* the upgrade rode on TLS (decrypted with a key log) */
+
+#define H2R_TS_MAX_RECS 16384u /* records kept per session; later ones only counted */
+
+/* One Noise frame of the session, after the upgrade. */
+struct h2r_ts_rec {
+    int64_t t_ns;  /* capture time, ns after the session's t_upgrade_ns */
+    uint32_t len;  /* frame bytes on the wire, 3-byte header included */
+    uint8_t dir;   /* 0: client to server, 1: server to client */
+    uint8_t type;  /* frame type: 2 handshake response, 3 error, 4 record */
+};
+
+struct h2r_ts_session {
+    uint64_t id;      /* unique in the trace, ascending in order of t_upgrade_ns */
+    uint64_t conn_id; /* the connection it rode on (a conn record precedes it) */
+    uint64_t node;    /* 1-based; sessions with the same machine key share it; 0: unknown */
+    uint32_t capver;  /* capability version from the initiation frame; 0: unknown */
+    uint32_t flags;   /* H2R_TS_F_* */
+    uint8_t machine_key[32]; /* when H2R_TS_F_IDENTIFIED (a public key, not a secret) */
+    int32_t status;          /* the upgrade's final HTTP status, -1 when unanswered */
+    uint32_t how;            /* enum h2r_ts_how */
+    int64_t t_upgrade_ns;    /* first byte of the POST /ts2021 request */
+    int64_t t_handshake_ns;  /* the server's handshake response frame, 0 when none */
+    int64_t t_end_ns;        /* last packet of the connection, or capture end */
+    uint64_t frames_c2s;     /* frames after the upgrade, per direction, all counted */
+    uint64_t frames_s2c;
+    uint64_t bytes_c2s; /* bytes after the upgrade heads, per direction */
+    uint64_t bytes_s2c;
+    const struct h2r_ts_rec *recs; /* the first H2R_TS_MAX_RECS frames in capture order */
+    size_t n_recs;
+    uint64_t recs_dropped; /* frames beyond the cap */
+    const char *reason;    /* NULL; or the error frame's text / why decoding stopped */
+};
+
 struct h2r_counter {
     const char *name;
     uint64_t value;
@@ -156,7 +210,8 @@ enum h2r_trace_kind {
     H2R_REC_CONN = 2,
     H2R_REC_CONN_END = 3,
     H2R_REC_EXCHANGE = 4,
-    H2R_REC_SUMMARY = 5
+    H2R_REC_SUMMARY = 5,
+    H2R_REC_TS_SESSION = 6
 };
 
 struct h2r_trace_record {
@@ -166,6 +221,7 @@ struct h2r_trace_record {
         struct h2r_conn_end end;
         struct h2r_exchange exch;
         struct h2r_capture_summary summary;
+        struct h2r_ts_session ts;
     } u;
 };
 
@@ -190,6 +246,8 @@ int h2r_trace_write_conn(struct h2r_trace_writer *w, const struct h2r_conn *c);
 int h2r_trace_write_conn_end(struct h2r_trace_writer *w, const struct h2r_conn_end *e);
 int h2r_trace_write_exchange(struct h2r_trace_writer *w, const struct h2r_exchange *x);
 int h2r_trace_write_summary(struct h2r_trace_writer *w, const struct h2r_capture_summary *s);
+/* Written when the session's connection ends (or at capture end); n_recs <= H2R_TS_MAX_RECS. */
+int h2r_trace_write_ts_session(struct h2r_trace_writer *w, const struct h2r_ts_session *t);
 
 /* Ends the current zstd frame and flushes to the OS, so readers see every record so far. */
 int h2r_trace_writer_flush(struct h2r_trace_writer *w);
@@ -230,6 +288,7 @@ void h2r_trace_reader_free(struct h2r_trace_reader *r);
 /* Names for enums, for show and the docs ("h2c-prior-knowledge", "fin", ...). */
 const char *h2r_transport_name(uint32_t transport);
 const char *h2r_conn_how_name(uint32_t how);
+const char *h2r_ts_how_name(uint32_t how); /* "fin", "rst", "capture_end", "refused", ... */
 
 /* Looks up a header (case-sensitive, names are lower-case in HTTP/2). NULL if absent. */
 const struct h2r_hdr *h2r_hdr_find(const struct h2r_hdr *hdrs, size_t n, const char *name);

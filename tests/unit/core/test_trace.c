@@ -304,6 +304,89 @@ static void test_forward_compat(void)
     h2r_trace_reader_free(r);
 }
 
+/* A TS2021 session record: every field, the frame list with a backwards step and
+ * a machine key, then one without identity decoding to its defaults. */
+static void test_ts_session(void)
+{
+    char path[128], err[256];
+    tmp_path(path, sizeof(path), "ts.h2rt");
+    struct h2r_trace_header h = {0};
+    h.tool_version = "test";
+    h.source = "file:ts.pcap";
+    struct h2r_trace_writer *w;
+    CHECK_EQ_INT(h2r_trace_writer_open(&w, path, &h, NULL, err, sizeof(err)), 0);
+    struct h2r_ts_rec recs[] = {{5000, 51, 1, 2}, {7000, 300, 0, 4}, {6000, 4096, 1, 4},
+                                {90000000000LL, 19, 1, 4}};
+    struct h2r_ts_session t;
+    memset(&t, 0, sizeof(t));
+    t.id = 3;
+    t.conn_id = 9;
+    t.node = 2;
+    t.capver = 113;
+    t.flags = H2R_TS_F_IDENTIFIED | H2R_TS_F_TLS;
+    for (int i = 0; i < 32; i++)
+        t.machine_key[i] = (uint8_t)(0xa0 + i);
+    t.status = 101;
+    t.how = H2R_TS_END_FIN;
+    t.t_upgrade_ns = 1700000000000000000LL;
+    t.t_handshake_ns = t.t_upgrade_ns + 5000;
+    t.t_end_ns = t.t_upgrade_ns + 91000000000LL;
+    t.frames_c2s = 1;
+    t.frames_s2c = 30;
+    t.bytes_c2s = 300;
+    t.bytes_s2c = 123456;
+    t.recs = recs;
+    t.n_recs = 4;
+    t.recs_dropped = 27;
+    CHECK_EQ_INT(h2r_trace_write_ts_session(w, &t), 0);
+    struct h2r_ts_session bare;
+    memset(&bare, 0, sizeof(bare));
+    bare.id = 4;
+    bare.status = 403;
+    bare.how = H2R_TS_END_REFUSED;
+    bare.reason = "upgrade answered 403";
+    CHECK_EQ_INT(h2r_trace_write_ts_session(w, &bare), 0);
+    t.n_recs = H2R_TS_MAX_RECS + 1;
+    CHECK_EQ_INT(h2r_trace_write_ts_session(w, &t), H2R_ERR_LIMIT);
+    CHECK_EQ_INT(h2r_trace_writer_close(w), 0);
+
+    struct h2r_trace_reader *r;
+    struct h2r_trace_record rec;
+    CHECK_EQ_INT(h2r_trace_reader_open(&r, path, err, sizeof(err)), 0);
+    CHECK_EQ_INT(h2r_trace_reader_next(r, &rec), 1);
+    CHECK_EQ_INT(rec.kind, H2R_REC_TS_SESSION);
+    const struct h2r_ts_session *g = &rec.u.ts;
+    CHECK_EQ_INT(g->id, 3);
+    CHECK_EQ_INT(g->conn_id, 9);
+    CHECK_EQ_INT(g->node, 2);
+    CHECK_EQ_INT(g->capver, 113);
+    CHECK_EQ_INT(g->flags, H2R_TS_F_IDENTIFIED | H2R_TS_F_TLS);
+    CHECK_EQ_MEM(g->machine_key, 32, t.machine_key, 32);
+    CHECK_EQ_INT(g->status, 101);
+    CHECK_EQ_STR(h2r_ts_how_name(g->how), "fin");
+    CHECK(g->t_upgrade_ns == t.t_upgrade_ns && g->t_handshake_ns == t.t_handshake_ns &&
+          g->t_end_ns == t.t_end_ns);
+    CHECK(g->frames_c2s == 1 && g->frames_s2c == 30 && g->bytes_c2s == 300 &&
+          g->bytes_s2c == 123456 && g->recs_dropped == 27);
+    CHECK_EQ_INT(g->n_recs, 4);
+    for (size_t i = 0; i < 4 && i < g->n_recs; i++) {
+        CHECK(g->recs[i].t_ns == recs[i].t_ns);
+        CHECK_EQ_INT(g->recs[i].len, recs[i].len);
+        CHECK_EQ_INT(g->recs[i].dir, recs[i].dir);
+        CHECK_EQ_INT(g->recs[i].type, recs[i].type);
+    }
+    CHECK(g->reason == NULL);
+    CHECK_EQ_INT(h2r_trace_reader_next(r, &rec), 1);
+    CHECK_EQ_INT(rec.u.ts.id, 4);
+    CHECK_EQ_INT(rec.u.ts.flags, 0);
+    CHECK_EQ_INT(rec.u.ts.n_recs, 0);
+    CHECK_EQ_INT(rec.u.ts.status, 403);
+    CHECK_EQ_STR(h2r_ts_how_name(rec.u.ts.how), "refused");
+    CHECK_EQ_STR(rec.u.ts.reason, "upgrade answered 403");
+    CHECK_EQ_INT(h2r_trace_reader_next(r, &rec), 0);
+    h2r_trace_reader_free(r);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/h2r-test-trace-XXXXXX");
@@ -313,6 +396,7 @@ int main(void)
     test_many_frames();
     test_damaged();
     test_forward_compat();
+    test_ts_session();
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     if (system(cmd) != 0)
