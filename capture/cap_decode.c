@@ -14,6 +14,7 @@
  */
 #include <string.h>
 
+#include "h2replay/cursor.h"
 #include "cap_decode.h"
 
 #define ETHERTYPE_IPV4 0x0800u
@@ -37,68 +38,6 @@
 #define IPPROTO_NUM_NONE 59
 #define IPPROTO_NUM_DSTOPTS 60
 
-/* ---- bounds-checked cursor over captured bytes ---- */
-
-struct cursor {
-    const uint8_t *p;
-    size_t len;
-};
-
-static int cur_u8(struct cursor *c, uint8_t *v)
-{
-    if (c->len < 1)
-        return -1;
-    *v = c->p[0];
-    c->p++;
-    c->len--;
-    return 0;
-}
-
-static int cur_be16(struct cursor *c, uint16_t *v)
-{
-    if (c->len < 2)
-        return -1;
-    *v = (uint16_t)((unsigned)c->p[0] << 8 | c->p[1]);
-    c->p += 2;
-    c->len -= 2;
-    return 0;
-}
-
-static int cur_be32(struct cursor *c, uint32_t *v)
-{
-    if (c->len < 4)
-        return -1;
-    *v = (uint32_t)c->p[0] << 24 | (uint32_t)c->p[1] << 16 | (uint32_t)c->p[2] << 8 | c->p[3];
-    c->p += 4;
-    c->len -= 4;
-    return 0;
-}
-
-static int cur_copy(struct cursor *c, uint8_t *dst, size_t n)
-{
-    if (c->len < n)
-        return -1;
-    memcpy(dst, c->p, n);
-    c->p += n;
-    c->len -= n;
-    return 0;
-}
-
-static int cur_skip(struct cursor *c, size_t n)
-{
-    if (c->len < n)
-        return -1;
-    c->p += n;
-    c->len -= n;
-    return 0;
-}
-
-/* Byte at offset off without consuming it; -1 when absent. */
-static int cur_peek(const struct cursor *c, size_t off)
-{
-    return off < c->len ? c->p[off] : -1;
-}
-
 /* ---- link layer: each returns an ethertype (or ETHERTYPE_NONE) in *et ---- */
 
 static int link_truncated(struct cap_decode_stats *st)
@@ -108,7 +47,7 @@ static int link_truncated(struct cap_decode_stats *st)
 }
 
 /* IEEE 802.1Q / 802.1ad tags: TCI (2 bytes) then the inner ethertype. */
-static int skip_vlan_tags(struct cursor *c, uint16_t *et, struct cap_decode_stats *st)
+static int skip_vlan_tags(struct h2r_cursor *c, uint16_t *et, struct cap_decode_stats *st)
 {
     int tags = 0;
 
@@ -117,7 +56,7 @@ static int skip_vlan_tags(struct cursor *c, uint16_t *et, struct cap_decode_stat
             st->bad_link++;
             return H2R_ERR_FORMAT;
         }
-        if (cur_skip(c, 2) != 0 || cur_be16(c, et) != 0)
+        if (h2r_cur_skip(c, 2) != 0 || h2r_cur_be16(c, et) != 0)
             return link_truncated(st);
         st->vlan_tags++;
     }
@@ -125,9 +64,9 @@ static int skip_vlan_tags(struct cursor *c, uint16_t *et, struct cap_decode_stat
 }
 
 /* Ethernet II: destination (6), source (6), ethertype (2). */
-static int link_ether(struct cursor *c, uint16_t *et, struct cap_decode_stats *st)
+static int link_ether(struct h2r_cursor *c, uint16_t *et, struct cap_decode_stats *st)
 {
-    if (cur_skip(c, 12) != 0 || cur_be16(c, et) != 0)
+    if (h2r_cur_skip(c, 12) != 0 || h2r_cur_be16(c, et) != 0)
         return link_truncated(st);
     if (*et < ETHERTYPE_MIN) {
         *et = ETHERTYPE_NONE; /* 802.3 length + LLC: not IP for our purposes */
@@ -137,12 +76,12 @@ static int link_ether(struct cursor *c, uint16_t *et, struct cap_decode_stats *s
 }
 
 /* Linux cooked v1: packet type (2), ARPHRD (2), address length (2), address (8), protocol (2). */
-static int link_sll(struct cursor *c, uint16_t *et, struct cap_decode_stats *st)
+static int link_sll(struct h2r_cursor *c, uint16_t *et, struct cap_decode_stats *st)
 {
     uint16_t hatype = 0;
 
-    if (cur_skip(c, 2) != 0 || cur_be16(c, &hatype) != 0 || cur_skip(c, 10) != 0 ||
-        cur_be16(c, et) != 0)
+    if (h2r_cur_skip(c, 2) != 0 || h2r_cur_be16(c, &hatype) != 0 || h2r_cur_skip(c, 10) != 0 ||
+        h2r_cur_be16(c, et) != 0)
         return link_truncated(st);
     if (hatype == ARPHRD_NETLINK || *et < ETHERTYPE_MIN) {
         *et = ETHERTYPE_NONE;
@@ -153,12 +92,12 @@ static int link_sll(struct cursor *c, uint16_t *et, struct cap_decode_stats *st)
 
 /* Linux cooked v2: protocol (2), reserved (2), ifindex (4), ARPHRD (2), packet type (1),
  * address length (1), address (8). */
-static int link_sll2(struct cursor *c, uint16_t *et, struct cap_decode_stats *st)
+static int link_sll2(struct h2r_cursor *c, uint16_t *et, struct cap_decode_stats *st)
 {
     uint16_t hatype = 0;
 
-    if (cur_be16(c, et) != 0 || cur_skip(c, 6) != 0 || cur_be16(c, &hatype) != 0 ||
-        cur_skip(c, 10) != 0)
+    if (h2r_cur_be16(c, et) != 0 || h2r_cur_skip(c, 6) != 0 || h2r_cur_be16(c, &hatype) != 0 ||
+        h2r_cur_skip(c, 10) != 0)
         return link_truncated(st);
     if (hatype == ARPHRD_NETLINK || *et < ETHERTYPE_MIN) {
         *et = ETHERTYPE_NONE;
@@ -184,12 +123,12 @@ static uint16_t af_to_ethertype(uint32_t af)
 
 /* NULL: 4-byte address family in the capturing host's byte order (either order is
  * accepted, as files move between machines). LOOP: the same in network byte order. */
-static int link_loopback(struct cursor *c, int network_order, uint16_t *et,
+static int link_loopback(struct h2r_cursor *c, int network_order, uint16_t *et,
                          struct cap_decode_stats *st)
 {
     uint32_t be = 0;
 
-    if (cur_be32(c, &be) != 0)
+    if (h2r_cur_be32(c, &be) != 0)
         return link_truncated(st);
     *et = af_to_ethertype(be);
     if (*et == ETHERTYPE_NONE && !network_order) {
@@ -200,11 +139,11 @@ static int link_loopback(struct cursor *c, int network_order, uint16_t *et,
 }
 
 /* Raw IP: the version nibble of the first byte says which. */
-static int link_raw(struct cursor *c, uint16_t *et, struct cap_decode_stats *st)
+static int link_raw(struct h2r_cursor *c, uint16_t *et, struct cap_decode_stats *st)
 {
-    int b = cur_peek(c, 0);
+    uint8_t b;
 
-    if (b < 0) {
+    if (h2r_cur_peek(c, 0, &b) != 0) {
         st->truncated_ip++;
         return H2R_ERR_TRUNCATED;
     }
@@ -238,14 +177,14 @@ static int ip_bad(struct cap_decode_stats *st)
 }
 
 /* Limits c to the first n bytes of the IP payload (drops Ethernet padding). */
-static void clamp_payload(struct cursor *c, uint64_t n)
+static void clamp_payload(struct h2r_cursor *c, uint64_t n)
 {
     if (c->len > n)
         c->len = (size_t)n;
 }
 
 /* RFC 791 section 3.1: Internet Header Format. */
-static int ip_v4(struct cursor *c, uint64_t wire_left, struct cap_tcp_seg *seg, uint64_t *claimed,
+static int ip_v4(struct h2r_cursor *c, uint64_t wire_left, struct cap_tcp_seg *seg, uint64_t *claimed,
                  struct cap_decode_stats *st)
 {
     uint8_t vihl = 0, proto = 0;
@@ -254,21 +193,21 @@ static int ip_v4(struct cursor *c, uint64_t wire_left, struct cap_tcp_seg *seg, 
 
     st->ipv4++;
     /* Version/IHL (1), type of service (1), total length (2), identification (2). */
-    if (cur_u8(c, &vihl) != 0)
+    if (h2r_cur_u8(c, &vihl) != 0)
         return ip_truncated(st);
     if ((vihl >> 4) != 4)
         return ip_bad(st);
     ihl = (size_t)(vihl & 0x0f) * 4;
     if (ihl < 20)
         return ip_bad(st);
-    if (cur_skip(c, 1) != 0 || cur_be16(c, &total) != 0 || cur_skip(c, 2) != 0 ||
-        cur_be16(c, &frag) != 0 || cur_skip(c, 1) != 0 || cur_u8(c, &proto) != 0 ||
-        cur_skip(c, 2) != 0)
+    if (h2r_cur_skip(c, 1) != 0 || h2r_cur_be16(c, &total) != 0 || h2r_cur_skip(c, 2) != 0 ||
+        h2r_cur_be16(c, &frag) != 0 || h2r_cur_skip(c, 1) != 0 || h2r_cur_u8(c, &proto) != 0 ||
+        h2r_cur_skip(c, 2) != 0)
         return ip_truncated(st);
     memset(seg->src, 0, sizeof(seg->src));
     memset(seg->dst, 0, sizeof(seg->dst));
-    if (cur_copy(c, seg->src, 4) != 0 || cur_copy(c, seg->dst, 4) != 0 ||
-        cur_skip(c, ihl - 20) != 0)
+    if (h2r_cur_copy(c, seg->src, 4) != 0 || h2r_cur_copy(c, seg->dst, 4) != 0 ||
+        h2r_cur_skip(c, ihl - 20) != 0)
         return ip_truncated(st);
 
     if (total == 0) {
@@ -297,12 +236,12 @@ static int ip_v4(struct cursor *c, uint64_t wire_left, struct cap_tcp_seg *seg, 
 }
 
 /* Consumes one extension header of n bytes from both the capture and the announced length. */
-static int ip_v6_ext_skip(struct cursor *c, uint64_t *claimed, size_t n,
+static int ip_v6_ext_skip(struct h2r_cursor *c, uint64_t *claimed, size_t n,
                           struct cap_decode_stats *st)
 {
     if (n > *claimed)
         return ip_bad(st);
-    if (cur_skip(c, n) != 0)
+    if (h2r_cur_skip(c, n) != 0)
         return ip_truncated(st);
     *claimed -= n;
     st->ipv6_ext_headers++;
@@ -310,7 +249,7 @@ static int ip_v6_ext_skip(struct cursor *c, uint64_t *claimed, size_t n,
 }
 
 /* RFC 8200 section 3 (fixed header) and section 4 (extension headers). */
-static int ip_v6(struct cursor *c, uint64_t wire_left, struct cap_tcp_seg *seg, uint64_t *claimed,
+static int ip_v6(struct h2r_cursor *c, uint64_t wire_left, struct cap_tcp_seg *seg, uint64_t *claimed,
                  struct cap_decode_stats *st)
 {
     uint8_t vtc = 0, next = 0;
@@ -320,12 +259,12 @@ static int ip_v6(struct cursor *c, uint64_t wire_left, struct cap_tcp_seg *seg, 
     st->ipv6++;
     /* Version (4 bits), traffic class, flow label (4 bytes in all), payload length (2),
      * next header (1), hop limit (1), source (16), destination (16). */
-    if (cur_u8(c, &vtc) != 0)
+    if (h2r_cur_u8(c, &vtc) != 0)
         return ip_truncated(st);
     if ((vtc >> 4) != 6)
         return ip_bad(st);
-    if (cur_skip(c, 3) != 0 || cur_be16(c, &plen) != 0 || cur_u8(c, &next) != 0 ||
-        cur_skip(c, 1) != 0 || cur_copy(c, seg->src, 16) != 0 || cur_copy(c, seg->dst, 16) != 0)
+    if (h2r_cur_skip(c, 3) != 0 || h2r_cur_be16(c, &plen) != 0 || h2r_cur_u8(c, &next) != 0 ||
+        h2r_cur_skip(c, 1) != 0 || h2r_cur_copy(c, seg->src, 16) != 0 || h2r_cur_copy(c, seg->dst, 16) != 0)
         return ip_truncated(st);
 
     if (plen == 0) {
@@ -353,21 +292,21 @@ static int ip_v6(struct cursor *c, uint64_t wire_left, struct cap_tcp_seg *seg, 
         case IPPROTO_NUM_DSTOPTS: /* section 4.6 */
             /* Next header (1), header extension length in 8-octet units not counting the
              * first 8 (1). */
-            if (cur_peek(c, 1) < 0)
+            if (h2r_cur_peek(c, 1, &nh) != 0)
                 return *claimed < 2 ? ip_bad(st) : ip_truncated(st);
             nh = c->p[0];
             hlen = c->p[1];
             rc = ip_v6_ext_skip(c, claimed, ((size_t)hlen + 1) * 8, st);
             break;
         case IPPROTO_NUM_AH: /* RFC 4302 section 2.2: length in 4-octet units minus 2 */
-            if (cur_peek(c, 1) < 0)
+            if (h2r_cur_peek(c, 1, &nh) != 0)
                 return *claimed < 2 ? ip_bad(st) : ip_truncated(st);
             nh = c->p[0];
             hlen = c->p[1];
             rc = ip_v6_ext_skip(c, claimed, ((size_t)hlen + 2) * 4, st);
             break;
         case IPPROTO_NUM_FRAGMENT: /* section 4.5: next (1), reserved (1), offset|M (2), id (4) */
-            if (cur_peek(c, 3) < 0)
+            if (h2r_cur_peek(c, 3, &nh) != 0)
                 return *claimed < 8 ? ip_bad(st) : ip_truncated(st);
             nh = c->p[0];
             offm = (uint16_t)((unsigned)c->p[2] << 8 | c->p[3]);
@@ -393,7 +332,7 @@ static int ip_v6(struct cursor *c, uint64_t wire_left, struct cap_tcp_seg *seg, 
 
 /* ---- TCP: RFC 9293 section 3.1, Header Format ---- */
 
-static int tcp_header(struct cursor *c, uint64_t claimed, struct cap_tcp_seg *seg,
+static int tcp_header(struct h2r_cursor *c, uint64_t claimed, struct cap_tcp_seg *seg,
                       struct cap_decode_stats *st)
 {
     uint8_t off = 0, flags = 0;
@@ -407,9 +346,9 @@ static int tcp_header(struct cursor *c, uint64_t claimed, struct cap_tcp_seg *se
         st->bad_tcp++;
         return H2R_ERR_FORMAT;
     }
-    if (cur_be16(c, &seg->sport) != 0 || cur_be16(c, &seg->dport) != 0 ||
-        cur_be32(c, &seg->seq) != 0 || cur_be32(c, &seg->ack) != 0 || cur_u8(c, &off) != 0 ||
-        cur_u8(c, &flags) != 0 || cur_be16(c, &seg->window) != 0 || cur_skip(c, 4) != 0) {
+    if (h2r_cur_be16(c, &seg->sport) != 0 || h2r_cur_be16(c, &seg->dport) != 0 ||
+        h2r_cur_be32(c, &seg->seq) != 0 || h2r_cur_be32(c, &seg->ack) != 0 || h2r_cur_u8(c, &off) != 0 ||
+        h2r_cur_u8(c, &flags) != 0 || h2r_cur_be16(c, &seg->window) != 0 || h2r_cur_skip(c, 4) != 0) {
         st->truncated_tcp++;
         return H2R_ERR_TRUNCATED;
     }
@@ -418,7 +357,7 @@ static int tcp_header(struct cursor *c, uint64_t claimed, struct cap_tcp_seg *se
         st->bad_tcp++;
         return H2R_ERR_FORMAT;
     }
-    if (cur_skip(c, hlen - 20) != 0) { /* options: nothing in them matters to reassembly */
+    if (h2r_cur_skip(c, hlen - 20) != 0) { /* options: nothing in them matters to reassembly */
         st->truncated_tcp++;
         return H2R_ERR_TRUNCATED;
     }
@@ -459,7 +398,7 @@ int cap_decode_linktype_supported(int linktype)
 int cap_decode_packet(int linktype, const uint8_t *pkt, uint32_t caplen, uint32_t wirelen,
                       struct cap_tcp_seg *seg, struct cap_decode_stats *st)
 {
-    struct cursor c = {pkt, caplen};
+    struct h2r_cursor c = {pkt, caplen};
     uint16_t et = ETHERTYPE_NONE;
     uint64_t claimed = 0, wire_left;
     int rc;

@@ -33,6 +33,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "h2replay/cursor.h"
 #include "cap_h2.h"
 #include "cap_session.h"
 
@@ -145,58 +146,6 @@ struct cap_h2 {
     size_t n_hdrs;
     size_t hdrs_cap;
 };
-
-/* Bounds-checked reads over a {ptr, len} cursor. */
-struct cursor {
-    const uint8_t *p;
-    size_t len;
-};
-
-static int cur_u8(struct cursor *c, uint8_t *v)
-{
-    if (c->len < 1)
-        return H2R_ERR_TRUNCATED;
-    *v = c->p[0];
-    c->p++;
-    c->len--;
-    return 0;
-}
-
-static int cur_be16(struct cursor *c, uint16_t *v)
-{
-    if (c->len < 2)
-        return H2R_ERR_TRUNCATED;
-    *v = (uint16_t)((uint16_t)c->p[0] << 8 | c->p[1]);
-    c->p += 2;
-    c->len -= 2;
-    return 0;
-}
-
-static int cur_be24(struct cursor *c, uint32_t *v)
-{
-    if (c->len < 3)
-        return H2R_ERR_TRUNCATED;
-    *v = (uint32_t)c->p[0] << 16 | (uint32_t)c->p[1] << 8 | c->p[2];
-    c->p += 3;
-    c->len -= 3;
-    return 0;
-}
-
-static int cur_be32(struct cursor *c, uint32_t *v)
-{
-    if (c->len < 4)
-        return H2R_ERR_TRUNCATED;
-    *v = (uint32_t)c->p[0] << 24 | (uint32_t)c->p[1] << 16 | (uint32_t)c->p[2] << 8 | c->p[3];
-    c->p += 4;
-    c->len -= 4;
-    return 0;
-}
-
-static void cur_skip(struct cursor *c, size_t n)
-{
-    c->p += n;
-    c->len -= n;
-}
 
 static size_t min_size(size_t a, size_t b)
 {
@@ -347,10 +296,10 @@ static int settings_acked(struct cap_h2 *h, int acker)
 /* RFC 9113 §6.5.1: one 6-byte setting (identifier, value). */
 static void settings_entry(struct table_size_change *t, const uint8_t *ent)
 {
-    struct cursor c = {ent, SETTINGS_ENTRY_LEN};
+    struct h2r_cursor c = {ent, SETTINGS_ENTRY_LEN};
     uint16_t id = 0;
     uint32_t value = 0;
-    if (cur_be16(&c, &id) != 0 || cur_be32(&c, &value) != 0)
+    if (h2r_cur_be16(&c, &id) != 0 || h2r_cur_be32(&c, &value) != 0)
         return;
     if (id != SETTINGS_HEADER_TABLE_SIZE)
         return;
@@ -532,12 +481,12 @@ static int prefix_done(struct cap_h2 *h, struct h2_dir *d)
 static int begin_frame(struct cap_h2 *h, int dirn)
 {
     struct h2_dir *d = &h->dir[dirn];
-    struct cursor c = {d->fh, FRAME_HDR_LEN};
+    struct h2r_cursor c = {d->fh, FRAME_HDR_LEN};
     uint32_t sid = 0;
     int padded;
 
-    if (cur_be24(&c, &d->len) != 0 || cur_u8(&c, &d->type) != 0 || cur_u8(&c, &d->flags) != 0 ||
-        cur_be32(&c, &sid) != 0)
+    if (h2r_cur_be24(&c, &d->len) != 0 || h2r_cur_u8(&c, &d->type) != 0 || h2r_cur_u8(&c, &d->flags) != 0 ||
+        h2r_cur_be32(&c, &sid) != 0)
         return fail(h, "short frame header");
     d->sid = sid & 0x7fffffffu; /* §4.1: the reserved bit is ignored */
     d->remaining = d->len;
@@ -670,7 +619,7 @@ static int body_bytes(struct cap_h2 *h, int dirn, const uint8_t *p, size_t n, in
 static int end_frame(struct cap_h2 *h, int dirn, int64_t ts)
 {
     struct h2_dir *d = &h->dir[dirn];
-    struct cursor c = {d->pre, d->pre_need};
+    struct h2r_cursor c = {d->pre, d->pre_need};
     uint32_t a = 0, b = 0;
 
     h->st->h2_frames++;
@@ -690,7 +639,7 @@ static int end_frame(struct cap_h2 *h, int dirn, int64_t ts)
         d->awaiting_continuation = 1;
         return 0;
     case FT_RST_STREAM:
-        if (cur_be32(&c, &a) != 0)
+        if (h2r_cur_be32(&c, &a) != 0)
             return fail(h, "short RST_STREAM");
         h->st->h2_rst_stream++;
         if (!h->cb.on_rst)
@@ -701,7 +650,7 @@ static int end_frame(struct cap_h2 *h, int dirn, int64_t ts)
             return settings_acked(h, dirn);
         return settings_sent(h, dirn, &d->cur_settings);
     case FT_GOAWAY:
-        if (cur_be32(&c, &a) != 0 || cur_be32(&c, &b) != 0)
+        if (h2r_cur_be32(&c, &a) != 0 || h2r_cur_be32(&c, &b) != 0)
             return fail(h, "short GOAWAY");
         h->st->h2_goaway++;
         if (!h->cb.on_goaway)
@@ -718,7 +667,7 @@ static int end_frame(struct cap_h2 *h, int dirn, int64_t ts)
 }
 
 /* Consumes payload bytes of the current frame from c; finishes the frame when complete. */
-static int payload(struct cap_h2 *h, int dirn, struct cursor *c, int64_t ts)
+static int payload(struct cap_h2 *h, int dirn, struct h2r_cursor *c, int64_t ts)
 {
     struct h2_dir *d = &h->dir[dirn];
     int rc;
@@ -728,7 +677,7 @@ static int payload(struct cap_h2 *h, int dirn, struct cursor *c, int64_t ts)
         if (d->pre_got < d->pre_need) {
             n = min_size(d->pre_need - d->pre_got, c->len);
             memcpy(d->pre + d->pre_got, c->p, n);
-            cur_skip(c, n);
+            (void)h2r_cur_skip(c, n);
             d->pre_got += (uint32_t)n;
             d->remaining -= (uint32_t)n;
             if (d->pre_got == d->pre_need) {
@@ -741,7 +690,7 @@ static int payload(struct cap_h2 *h, int dirn, struct cursor *c, int64_t ts)
         if (d->body_left > 0) {
             const uint8_t *p = c->p;
             n = min_size(d->body_left, c->len);
-            cur_skip(c, n);
+            (void)h2r_cur_skip(c, n);
             d->body_left -= (uint32_t)n;
             d->remaining -= (uint32_t)n;
             rc = body_bytes(h, dirn, p, n, ts);
@@ -750,7 +699,7 @@ static int payload(struct cap_h2 *h, int dirn, struct cursor *c, int64_t ts)
             continue;
         }
         n = min_size(d->remaining, c->len); /* padding or ignored payload */
-        cur_skip(c, n);
+        (void)h2r_cur_skip(c, n);
         d->remaining -= (uint32_t)n;
     }
     if (d->remaining == 0)
@@ -760,7 +709,7 @@ static int payload(struct cap_h2 *h, int dirn, struct cursor *c, int64_t ts)
 
 int cap_h2_feed(struct cap_h2 *h, int dir, const uint8_t *buf, size_t len, int64_t ts_ns)
 {
-    struct cursor c = {buf, len};
+    struct h2r_cursor c = {buf, len};
     struct h2_dir *d;
     int rc;
 
@@ -777,7 +726,7 @@ int cap_h2_feed(struct cap_h2 *h, int dir, const uint8_t *buf, size_t len, int64
             n = min_size(PREFACE_LEN - d->preface_got, c.len);
             if (memcmp(c.p, client_preface + d->preface_got, n) != 0)
                 return fail(h, "bad client connection preface");
-            cur_skip(&c, n);
+            (void)h2r_cur_skip(&c, n);
             d->preface_got += (uint32_t)n;
             if (d->preface_got == PREFACE_LEN)
                 d->state = DS_FRAME_HDR;
@@ -787,7 +736,7 @@ int cap_h2_feed(struct cap_h2 *h, int dir, const uint8_t *buf, size_t len, int64
                 d->frame_ts_first = ts_ns;
             n = min_size(FRAME_HDR_LEN - d->fh_got, c.len);
             memcpy(d->fh + d->fh_got, c.p, n);
-            cur_skip(&c, n);
+            (void)h2r_cur_skip(&c, n);
             d->fh_got += (uint32_t)n;
             if (d->fh_got == FRAME_HDR_LEN) {
                 rc = begin_frame(h, dir);

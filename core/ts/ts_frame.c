@@ -36,34 +36,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "h2replay/cursor.h"
 #include "ts2021.h"
-
-/* ---- bounds-checked cursor ---- */
-
-struct cursor {
-    const uint8_t *p;
-    size_t len;
-};
-
-static int cur_u8(struct cursor *c, uint8_t *v)
-{
-    if (c->len < 1)
-        return -1;
-    *v = c->p[0];
-    c->p++;
-    c->len--;
-    return 0;
-}
-
-static int cur_be16(struct cursor *c, uint16_t *v)
-{
-    if (c->len < 2)
-        return -1;
-    *v = (uint16_t)((unsigned)c->p[0] << 8 | c->p[1]);
-    c->p += 2;
-    c->len -= 2;
-    return 0;
-}
 
 static void put_be16(uint8_t *p, size_t v)
 {
@@ -110,11 +84,11 @@ __attribute__((format(printf, 3, 4))) static int frame_fail(struct ts_frame_pars
 /* Validates a complete 3-byte header (messages.go; conn.go errReadTooBig). */
 static int frame_header(struct ts_frame_parser *p)
 {
-    struct cursor c = {p->hdr, TS_FRAME_HDR_LEN};
+    struct h2r_cursor c = {p->hdr, TS_FRAME_HDR_LEN};
     uint8_t type = 0;
     uint16_t len = 0;
 
-    if (cur_u8(&c, &type) != 0 || cur_be16(&c, &len) != 0)
+    if (h2r_cur_u8(&c, &type) != 0 || h2r_cur_be16(&c, &len) != 0)
         return frame_fail(p, H2R_ERR_TRUNCATED, "frame header short");
     if (p->expect_response) {
         if (type == TS_FRAME_RESP && len != TS_MSG2_LEN)
@@ -234,11 +208,11 @@ int ts_init_frame_build(uint16_t version, const uint8_t *msg1, size_t len, uint8
 int ts_init_frame_parse(const uint8_t *frame, size_t len, uint16_t *version, const uint8_t **msg1,
                         size_t *msg1_len)
 {
-    struct cursor c = {frame, len};
+    struct h2r_cursor c = {frame, len};
     uint16_t v = 0, blen = 0;
     uint8_t type = 0;
 
-    if (cur_be16(&c, &v) != 0 || cur_u8(&c, &type) != 0 || cur_be16(&c, &blen) != 0)
+    if (h2r_cur_be16(&c, &v) != 0 || h2r_cur_u8(&c, &type) != 0 || h2r_cur_be16(&c, &blen) != 0)
         return H2R_ERR_TRUNCATED;
     /* controlbase Server(): type 1, length 96, nothing more or less. */
     if (type != TS_FRAME_INIT || blen != TS_MSG1_LEN)
