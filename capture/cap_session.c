@@ -43,6 +43,17 @@
  *   "tls_no_keylog"           a TLS flow, and no key log was given
  *   "tls_partial"             joined mid-stream inside TLS records (no ClientHello)
  *   "tls_*"                   decryption failed: see cap_tls.h
+ *
+ * TS2021 (Tailscale's control protocol, docs/ts2021.md): a first request head
+ * "POST /ts2021" (Headscale routes GET alike) with "Upgrade:
+ * tailscale-control-protocol" makes the connection transport "ts2021", in
+ * cleartext or inside TLS alike. cap_ts.c gets the X-Tailscale-Handshake
+ * value, the answer's status and, after a 101, every byte of both directions;
+ * at the end one ts_session record precedes the conn-end record, whose reason
+ * stays NULL (the session record tells the TS2021 story). A first request
+ * "GET /key" (the client fetching the server's Noise key) is not HTTP/2 either
+ * but is expected traffic, so it gets its own conn-end reason:
+ *   "ts2021_key"              GET /key?v=N, the step before a TS2021 upgrade
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,7 +77,11 @@ enum sess_state {
     SS_UPGRADE,     /* Upgrade: h2c sent; waiting for the server's answer */
     SS_H2,          /* decoding HTTP/2 */
     SS_UNDECODABLE, /* gave up; later bytes are ignored */
-    SS_CLOSED
+    SS_CLOSED,
+    SS_TS_UPGRADE, /* POST /ts2021 sent; waiting for the server's answer head */
+    SS_TS,         /* 101: both directions go to cap_ts */
+    SS_TS_DONE,    /* TS2021 session settled early (refused, gap): bytes ignored */
+    SS_TS_KEY      /* GET /key: recognised, nothing to decode */
 };
 
 /* Bytes held before the transport is known, with the capture time of each piece. */
@@ -113,6 +128,10 @@ struct cap_session {
     int any_plaintext;   /* TLS flows: application data seen (any_bytes counts records) */
     char alpn[256];      /* server's ALPN choice, "" when none */
     char reason_buf[48]; /* TLS failure reasons are built at run time */
+
+    /* TS2021 */
+    struct cap_ts *ts;
+    uint64_t ts_body_left; /* upgrade request body bytes (Content-Length) before the frames */
 };
 
 /* ---- default sink: the trace writer ---- */
@@ -130,6 +149,11 @@ static int tw_conn_end(void *ud, const struct h2r_conn_end *e)
 static int tw_exchange(void *ud, const struct h2r_exchange *x)
 {
     return h2r_trace_write_exchange(ud, x);
+}
+
+static int tw_ts_session(void *ud, const struct h2r_ts_session *t)
+{
+    return h2r_trace_write_ts_session(ud, t);
 }
 
 /* ---- bounded cursor reads ---- */
@@ -257,6 +281,8 @@ static int mark_undecodable(struct cap_session *s, const char *reason, const cha
         st->undecodable_tls_partial++;
     /* other "tls_*" reasons are counted by cap_tls where they happen */
 
+    if (s->ts)
+        cap_ts_fail(s->ts, reason); /* e.g. TLS broke under a TS2021 session */
     s->reason = reason;
     s->state = SS_UNDECODABLE;
     if (s->tls)
@@ -357,8 +383,10 @@ static int upgrade_body(struct cap_session *s, const uint8_t **p, size_t *n, int
     return record_error(s, rc);
 }
 
-/* Hands the buffered, not yet consumed bytes of both directions to the decoder in capture
- * order (client first on equal timestamps). */
+static int ts_feed(struct cap_session *s, int dir, const uint8_t *p, size_t n, int64_t ts);
+
+/* Hands the buffered, not yet consumed bytes of both directions to the decoder (HTTP/2 or
+ * TS2021) in capture order (client first on equal timestamps). */
 static int replay_prebufs(struct cap_session *s)
 {
     size_t seg[2] = {0, 0};
@@ -390,8 +418,8 @@ static int replay_prebufs(struct cap_session *s)
                 return rc;
         }
         if (n > 0) {
-            rc = h2_feed(s, dir, p, n, ts);
-            if (rc != 0 || s->state != SS_H2)
+            rc = s->state == SS_TS ? ts_feed(s, dir, p, n, ts) : h2_feed(s, dir, p, n, ts);
+            if (rc != 0 || (s->state != SS_H2 && s->state != SS_TS))
                 return rc;
         }
     }
@@ -738,6 +766,163 @@ out:
     return record_error(s, rc);
 }
 
+/* ---- TS2021 (docs/ts2021.md) ---- */
+
+/* The request target's path is p: "/ts2021", "/ts2021?..." (RFC 9112 §3.2 origin-form). */
+static int target_is(const struct h1_head *h, const char *p)
+{
+    size_t n = strlen(p);
+    if (h->target_len < n || memcmp(h->target, p, n) != 0)
+        return 0;
+    return h->target_len == n || h->target[n] == '?';
+}
+
+/* The Tailscale control upgrade: Headscale takes POST and GET /ts2021 and dispatches on the
+ * Upgrade token, compared case-insensitively as RFC 9110 §7.8 protocol names are. */
+static int ts_upgrade_head(const struct h1_head *h)
+{
+    const struct h1_field *f = h1_find(h, "upgrade", NULL);
+    return target_is(h, "/ts2021") && f &&
+           list_has(f->value, f->value_len, "tailscale-control-protocol");
+}
+
+/* GET /key?v=<capver>: the client fetching the server's Noise public key. */
+static int ts_key_head(const struct h1_head *h)
+{
+    return h->method_len == 3 && memcmp(h->method, "GET", 3) == 0 && target_is(h, "/key");
+}
+
+/* The TS2021 session is settled before its frames (refused, unparsable answer, gap): later
+ * bytes are ignored, and TLS records need no more decrypting. */
+static void ts_settle(struct cap_session *s)
+{
+    s->state = SS_TS_DONE;
+    prebuf_free(&s->pre[0]);
+    prebuf_free(&s->pre[1]);
+    if (s->tls)
+        cap_tls_stop(s->tls); /* safe inside its callbacks; freed at close */
+}
+
+/* Bytes after the heads: a request body (Content-Length) first, then frames. */
+static int ts_feed(struct cap_session *s, int dir, const uint8_t *p, size_t n, int64_t ts)
+{
+    if (dir == CAP_DIR_C2S && s->ts_body_left > 0) {
+        size_t take = n < s->ts_body_left ? n : (size_t)s->ts_body_left;
+        s->ts_body_left -= take;
+        p += take;
+        n -= take;
+    }
+    if (n == 0)
+        return 0;
+    return record_error(s, cap_ts_feed(s->ts, dir, p, n, ts));
+}
+
+/* The server's answer to the upgrade (NOTES 3.2): 101, then frames; anything final else
+ * refuses. Interim 1xx answers are skipped as for h2c. */
+static int ts_answer(struct cap_session *s)
+{
+    struct prebuf *b = &s->pre[CAP_DIR_S2C];
+    struct h1_head *h = NULL;
+    int rc = 0;
+
+    for (;;) {
+        struct cursor c = {b->p + b->used, b->len - b->used};
+        size_t head_len = h1_head_len(&c, &s->h1_scanned[CAP_DIR_S2C]);
+        int64_t ts;
+        if (head_len == 0)
+            goto out;
+        if (!h) {
+            h = malloc(sizeof(*h));
+            if (!h)
+                return record_error(s, H2R_ERR_NOMEM);
+        }
+        if (h1_parse_response(c.p, head_len, h) != 0) {
+            cap_ts_fail(s->ts, "the upgrade answer is not an HTTP/1.1 response head");
+            ts_settle(s);
+            goto out;
+        }
+        ts = prebuf_ts_at(b, b->used + head_len - 1);
+        b->used += head_len;
+        s->h1_scanned[CAP_DIR_S2C] = 0;
+        if (h->status != 101 && h->status >= 100 && h->status <= 199)
+            continue;
+        cap_ts_answer(s->ts, h->status, ts);
+        if (h->status != 101) {
+            ts_settle(s);
+            goto out;
+        }
+        break;
+    }
+    s->state = SS_TS;
+    rc = replay_prebufs(s);
+out:
+    free(h);
+    return rc;
+}
+
+/* The first request head is the TS2021 upgrade: the connection is a TS2021 session. */
+static int start_ts(struct cap_session *s, const struct h1_head *h, size_t head_len)
+{
+    struct prebuf *b = &s->pre[CAP_DIR_C2S];
+    const struct h1_field *hs = h1_find(h, "x-tailscale-handshake", NULL);
+    const struct h1_field *cl;
+    struct cap_ts_cfg cfg;
+    size_t count = 0;
+    int body_ok = 1, rc;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.id = ++s->env->ts_sessions;
+    cfg.conn_id = s->info.conn_id;
+    cfg.t_upgrade_ns = prebuf_ts_at(b, 0);
+    cfg.tls = s->tls_flow;
+    cfg.noise_key = s->env->noise_key;
+    cfg.nodes = s->env->ts_nodes;
+    cfg.stats = &s->env->stats->ts;
+    s->ts = cap_ts_new(&cfg, hs ? hs->value : NULL, hs ? hs->value_len : 0);
+    if (!s->ts)
+        return record_error(s, H2R_ERR_NOMEM);
+    s->transport = H2R_TRANSPORT_TS2021;
+    s->state = SS_TS_UPGRADE;
+    b->used = head_len;
+    /* RFC 9112 §6.3: a body is delimited by one Content-Length (Go sends 0, or none). */
+    cl = h1_find(h, "content-length", &count);
+    if (h1_find(h, "transfer-encoding", NULL) || count > 1 ||
+        (cl && (cl->value_len == 0 || cl->value_len > 15)))
+        body_ok = 0;
+    for (size_t i = 0; body_ok && cl && i < cl->value_len; i++) {
+        if (cl->value[i] < '0' || cl->value[i] > '9')
+            body_ok = 0;
+        else
+            s->ts_body_left = s->ts_body_left * 10 + (uint64_t)(cl->value[i] - '0');
+    }
+    if (!body_ok) {
+        cap_ts_fail(s->ts, "upgrade request body framing not followed (Transfer-Encoding or "
+                           "a bad Content-Length)");
+        ts_settle(s);
+        return write_conn(s);
+    }
+    rc = write_conn(s);
+    if (rc != 0)
+        return rc;
+    /* The answer may already be buffered when capture order put it first. */
+    if (s->pre[CAP_DIR_S2C].len > 0)
+        return ts_answer(s);
+    return 0;
+}
+
+/* The first request is GET /key: nothing to decode, but not a stranger either. */
+static int start_ts_key(struct cap_session *s)
+{
+    s->env->stats->ts.key_requests++;
+    s->state = SS_TS_KEY;
+    s->reason = "ts2021_key";
+    prebuf_free(&s->pre[0]);
+    prebuf_free(&s->pre[1]);
+    if (s->tls)
+        cap_tls_stop(s->tls);
+    return write_conn(s);
+}
+
 /* ---- transport detection ---- */
 
 static int identified(struct cap_session *s, uint32_t transport)
@@ -779,6 +964,14 @@ static int detect_h1(struct cap_session *s)
         return H2R_ERR_NOMEM;
     if (h1_parse_request(b->p, head_len, h) != 0) {
         rc = mark_undecodable(s, "not_http2", NULL);
+        goto out;
+    }
+    if (ts_upgrade_head(h)) {
+        rc = start_ts(s, h, head_len);
+        goto out;
+    }
+    if (ts_key_head(h)) {
+        rc = start_ts_key(s);
         goto out;
     }
     f = h1_find(h, "upgrade", NULL);
@@ -1046,7 +1239,7 @@ struct cap_session *cap_session_new_with_sink(struct cap_session_env *env,
 
 struct cap_session *cap_session_new(struct cap_session_env *env, const struct cap_flow_info *info)
 {
-    struct cap_session_sink sink = {tw_conn, tw_conn_end, tw_exchange, env->tw};
+    struct cap_session_sink sink = {tw_conn, tw_conn_end, tw_exchange, env->tw, tw_ts_session};
     return cap_session_new_with_sink(env, info, &sink);
 }
 
@@ -1082,6 +1275,20 @@ static int clear_feed(struct cap_session *s, int dir, const uint8_t *buf, size_t
                 return rc;
         }
         return h2_feed(s, dir, buf, len, ts_ns);
+    case SS_TS_UPGRADE:
+        rc = prebuf_append(&s->pre[dir], buf, len, ts_ns);
+        if (rc == H2R_ERR_LIMIT) {
+            cap_ts_fail(s->ts, "no answer head within 64 KiB");
+            ts_settle(s);
+            return 0;
+        }
+        if (rc != 0)
+            return rc;
+        return dir == CAP_DIR_S2C ? ts_answer(s) : 0;
+    case SS_TS:
+        return ts_feed(s, dir, buf, len, ts_ns);
+    case SS_TS_DONE:
+    case SS_TS_KEY:
     case SS_UNDECODABLE:
     case SS_CLOSED:
         break;
@@ -1115,8 +1322,14 @@ void cap_session_gap(struct cap_session *s, int dir, uint64_t missing, int64_t t
     if (missing == 0 || s->state == SS_CLOSED)
         return;
     s->conn_flags |= H2R_CONN_F_GAPS;
-    if (s->state == SS_UNDECODABLE)
+    if (s->state == SS_UNDECODABLE || s->state == SS_TS_DONE || s->state == SS_TS_KEY)
         return;
+    if (s->state == SS_TS_UPGRADE || s->state == SS_TS) {
+        /* Frame boundaries are lost: the session keeps its shape so far, and ends there. */
+        cap_ts_gap(s->ts, dir);
+        ts_settle(s);
+        return;
+    }
     /* Before the transport is known there is no exchange worth writing. */
     mark_undecodable(s, "gap", s->state == SS_H2 ? "capture_gap" : NULL);
     /* A write failure is kept in env->write_error and returned by the next call. */
@@ -1156,9 +1369,22 @@ int cap_session_close(struct cap_session *s, uint32_t how, int64_t ts_ns, uint64
         if (rc == 0)
             rc = rc2;
         break;
+    case SS_TS_KEY:
+    case SS_TS_UPGRADE:
+    case SS_TS:
+    case SS_TS_DONE:
+        rc = write_conn(s); /* written at detection; kept for symmetry */
+        break;
     case SS_UNDECODABLE:
     case SS_CLOSED:
         break;
+    }
+    if (s->ts) {
+        struct h2r_ts_session t;
+        cap_ts_finish(s->ts, how, ts_ns, &t);
+        rc2 = record_error(s, s->sink.ts_session ? s->sink.ts_session(s->sink.ud, &t) : 0);
+        if (rc == 0)
+            rc = rc2;
     }
 
     memset(&e, 0, sizeof(e));
@@ -1199,6 +1425,7 @@ void cap_session_free(struct cap_session *s)
     prebuf_free(&s->pre[0]);
     prebuf_free(&s->pre[1]);
     free(s->up_settings);
+    cap_ts_free(s->ts);
     free(s);
 }
 
@@ -1241,6 +1468,17 @@ int cap_session_stats_export(const struct cap_session_stats *st, struct cap_coun
         {"tls.h2", st->tls_h2},
         {"undecodable.tls_no_keylog", st->undecodable_tls_no_keylog},
         {"undecodable.tls_partial", st->undecodable_tls_partial},
+        {"ts2021.sessions", st->ts.sessions},
+        {"ts2021.identified", st->ts.identified},
+        {"ts2021.identify_failed", st->ts.identify_failed},
+        {"ts2021.bad_handshake", st->ts.bad_handshake},
+        {"ts2021.refused", st->ts.refused},
+        {"ts2021.rejected", st->ts.rejected},
+        {"ts2021.undecodable", st->ts.undecodable},
+        {"ts2021.frames", st->ts.frames},
+        {"ts2021.recs_dropped", st->ts.recs_dropped},
+        {"ts2021.key_requests", st->ts.key_requests},
+        {"ts2021.node_table_full", st->ts.node_table_full},
     };
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         int rc = cap_counter_add(l, v[i].name, v[i].value);

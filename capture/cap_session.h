@@ -4,9 +4,9 @@
  * The flow layer (cap_flow.c) owns TCP: it reassembles each direction and
  * hands in-order bytes to one cap_session per TCP connection. The session
  * detects the transport (HTTP/2 prior knowledge, HTTP/1.1 Upgrade: h2c, TLS
- * decrypted with a key log; later TS2021), decodes HTTP/2 passively,
- * assembles exchanges, redacts them and writes conn / exchange / conn-end
- * records to the trace.
+ * decrypted with a key log, the TS2021 upgrade of Tailscale clients), decodes
+ * HTTP/2 passively, assembles exchanges, redacts them and writes conn /
+ * exchange / ts_session / conn-end records to the trace.
  *
  * Directions: 0 = client -> server, 1 = server -> client.
  * Nothing here performs I/O except through the trace writer.
@@ -20,6 +20,7 @@
 #include "h2replay/trace.h"
 #include "cap_stats.h"
 #include "cap_tls.h"
+#include "cap_ts.h"
 
 #define CAP_DIR_C2S 0
 #define CAP_DIR_S2C 1
@@ -65,6 +66,7 @@ struct cap_session_stats {
     uint64_t undecodable_tls_no_keylog; /* TLS flow, and the capture has no key log */
     uint64_t undecodable_tls_partial;   /* joined mid-stream in TLS records: no ClientHello */
     struct cap_tls_stats tls;
+    struct cap_ts_stats ts; /* TS2021 sessions (cap_ts.c), exported as ts2021.* */
 };
 
 /* Shared by all sessions of one capture; owned by the driver. */
@@ -76,6 +78,11 @@ struct cap_session_env {
     size_t max_req_body;
     size_t max_resp_body;
     uint64_t next_exchange_id; /* incremented by sessions as requests start */
+    /* TS2021: the server's Noise private key (32 bytes; NULL: sessions are not identified)
+     * and the machine key -> node table (required with noise_key; owned by the driver). */
+    const uint8_t *noise_key;
+    struct cap_ts_nodes *ts_nodes;
+    uint64_t ts_sessions;      /* ts_session ids handed out so far (ids are 1-based) */
     int write_error;           /* first trace write error (negative), 0 if none */
 };
 
@@ -93,13 +100,15 @@ struct cap_session;
  * Where a session's records go. cap_session_new() forwards to env->tw; tests
  * and fuzzers substitute their own. Each function returns 0 or a negative
  * H2R_ERR_* code, which the session stores in env->write_error and returns.
- * Records are borrowed for the duration of the call.
+ * Records are borrowed for the duration of the call. ts_session NULL: TS2021
+ * sessions are followed but their records dropped.
  */
 struct cap_session_sink {
     int (*conn)(void *ud, const struct h2r_conn *c);
     int (*conn_end)(void *ud, const struct h2r_conn_end *e);
     int (*exchange)(void *ud, const struct h2r_exchange *x);
     void *ud;
+    int (*ts_session)(void *ud, const struct h2r_ts_session *t);
 };
 
 /* Creates a session for a new TCP connection. NULL only on allocation failure. */
@@ -123,7 +132,8 @@ void cap_session_gap(struct cap_session *s, int dir, uint64_t missing, int64_t t
 
 /*
  * The TCP connection ended (FIN both ways, RST, or end of capture). Emits any
- * pending exchanges (marked incomplete as needed) and the conn-end record.
+ * pending exchanges (marked incomplete as needed), the ts_session record of a
+ * TS2021 connection and the conn-end record.
  * bytes_* and gap_bytes come from the flow layer.
  */
 int cap_session_close(struct cap_session *s, uint32_t how, int64_t ts_ns, uint64_t bytes_c2s,

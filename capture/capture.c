@@ -8,6 +8,7 @@
  * always ends with its summary record: a truncated file, a read error or a
  * stop request still closes every open flow and writes what was counted.
  */
+#include <errno.h>
 #include <pcap/pcap.h>
 #include <poll.h>
 #include <signal.h>
@@ -25,6 +26,7 @@
 #include "cap_redact.h"
 #include "cap_session.h"
 #include "cap_stats.h"
+#include "cap_ts.h"
 
 #define DEFAULT_MAX_REQ_BODY ((size_t)1 << 20)
 #define LIVE_BUFFER_BYTES (64 * 1024 * 1024)
@@ -33,6 +35,7 @@
 #define LIVE_TIMEOUT_MS 100    /* how often an idle live capture checks stop/duration */
 #define CLOCK_CHECK_EVERY 256u /* packets between progress/duration checks */
 #define NS_PER_SEC 1000000000ll
+#define NOISE_KEY_FILE_MAX 256 /* "privkey:" + 64 hex + a newline, with room for whitespace */
 
 static volatile sig_atomic_t stop_requested;
 static pcap_t *volatile active_pcap;
@@ -49,6 +52,8 @@ struct capture {
     struct h2r_trace_writer *tw;
     struct cap_redactor *redactor;
     struct cap_keylog *keylog;
+    uint8_t noise_key[CAP_TS_KEY_LEN]; /* --noise-key; wiped at the end, never written */
+    struct cap_ts_nodes *ts_nodes;     /* machine key -> node, across the whole capture */
     struct cap_flow_table *flows;
     struct cap_session_stats sstats;
     struct cap_session_env env;
@@ -285,6 +290,7 @@ static int describe(struct capture *c)
                  (long long)(o->duration_ns / 1000000));
     const char *opt[] = {"redact=",
                          o->redact ? "on" : "off",
+                         o->noise_key ? " ts2021_identify=on" : "",
                          hdrs ? " redact_headers=" : "",
                          hdrs ? o->redact_headers : "",
                          fields ? " redact_fields=" : "",
@@ -481,6 +487,9 @@ static int finish(struct capture *c, struct h2r_capture_result *res, char *errbu
         res->exchanges = sum.exchanges;
         res->gaps = sum.gaps;
         res->undecodable_flows = sum.undecodable_flows;
+        res->ts_sessions = c->sstats.ts.sessions;
+        res->ts_identified = c->sstats.ts.identified;
+        res->ts_nodes = cap_ts_nodes_count(c->ts_nodes);
     }
 out:
     cap_counter_list_free(&l);
@@ -533,6 +542,76 @@ static int open_keylog(struct capture *c, char *errbuf, size_t errlen)
                 c->o->keylog, (unsigned long long)ks->bad_lines,
                 cap_keylog_first_error(c->keylog));
     return 0;
+}
+
+/* Overwrites secret bytes in a way the compiler may not drop. */
+static void wipe(void *p, size_t n)
+{
+    volatile uint8_t *v = p;
+    while (n--)
+        *v++ = 0;
+}
+
+/*
+ * --noise-key: Headscale's noise_private.key, the text "privkey:<64 hex>" (hscontrol/app.go
+ * readOrCreatePrivateKey). It only decrypts Noise message 1 of each TS2021 upgrade for the
+ * client's machine key; it stays in memory and is wiped at the end.
+ */
+static int open_noise_key(struct capture *c, uint64_t seed, char *errbuf, size_t errlen)
+{
+    const char *path = c->o->noise_key;
+    char text[NOISE_KEY_FILE_MAX];
+    size_t n;
+    int bad, rc = 0;
+    FILE *f = fopen(path, "rb");
+
+    if (!f)
+        return h2r_seterr(errbuf, errlen, H2R_ERR_IO, "--noise-key %s: cannot read: %s", path,
+                          strerror(errno));
+    n = fread(text, 1, sizeof(text), f);
+    bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        rc = h2r_seterr(errbuf, errlen, H2R_ERR_IO, "--noise-key %s: read error", path);
+        goto out;
+    }
+    if (n == sizeof(text) || cap_ts_parse_noise_key(text, n, c->noise_key) != 0) {
+        rc = h2r_seterr(errbuf, errlen, H2R_ERR_FORMAT,
+                        "--noise-key %s: not a Headscale noise private key (expected one line "
+                        "'privkey:' followed by 64 hex digits, as in noise_private.key)",
+                        path);
+        goto out;
+    }
+    c->ts_nodes = cap_ts_nodes_new(seed);
+    if (!c->ts_nodes) {
+        rc = h2r_seterr(errbuf, errlen, H2R_ERR_NOMEM, "cannot allocate the TS2021 node table");
+        goto out;
+    }
+    c->env.noise_key = c->noise_key;
+    c->env.ts_nodes = c->ts_nodes;
+out:
+    wipe(text, sizeof(text));
+    return rc;
+}
+
+/* After the run: TS2021 sessions that could not be identified, in words. */
+static void warn_ts(const struct capture *c)
+{
+    const struct cap_ts_stats *t = &c->sstats.ts;
+
+    if (t->sessions == 0)
+        return;
+    if (!c->o->noise_key)
+        fprintf(stderr,
+                "capture: %llu TS2021 sessions recorded without machine keys: give the "
+                "server's noise_private.key with --noise-key to identify their nodes\n",
+                (unsigned long long)t->sessions);
+    else if (t->identify_failed > 0)
+        fprintf(stderr,
+                "capture: %llu of %llu TS2021 sessions not identified: their handshake does "
+                "not decrypt with --noise-key %s (another server's key?)\n",
+                (unsigned long long)t->identify_failed, (unsigned long long)t->sessions,
+                c->o->noise_key);
 }
 
 /* After the run: why TLS flows were not decrypted, in words (counters are in the trace). */
@@ -618,6 +697,13 @@ int h2r_capture_run(const struct h2r_capture_opts *o, struct h2r_capture_result 
         if (rc != 0)
             goto out;
     }
+    memset(&fcfg, 0, sizeof(fcfg));
+    fcfg.hash_seed = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32);
+    if (o->noise_key) {
+        rc = open_noise_key(&c, fcfg.hash_seed ^ 0x7473323032316e64ull, errbuf, errlen);
+        if (rc != 0)
+            goto out;
+    }
     if (o->redact) {
         c.redactor = cap_redactor_new(o->redact_headers, o->redact_fields);
         if (!c.redactor) {
@@ -626,8 +712,6 @@ int h2r_capture_run(const struct h2r_capture_opts *o, struct h2r_capture_result 
         }
         c.env.redactor = c.redactor;
     }
-    memset(&fcfg, 0, sizeof(fcfg));
-    fcfg.hash_seed = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32);
     c.flows = cap_flow_table_new(&fcfg, &c.env);
     if (!c.flows) {
         rc = h2r_seterr(errbuf, errlen, H2R_ERR_NOMEM, "cannot allocate the flow table");
@@ -656,6 +740,7 @@ int h2r_capture_run(const struct h2r_capture_opts *o, struct h2r_capture_result 
     if (o->progress)
         print_progress(&c, 1, mono_ns());
     warn_tls(&c);
+    warn_ts(&c);
 
 out:
     active_pcap = NULL;
@@ -664,6 +749,8 @@ out:
     cap_flow_table_free(c.flows);
     cap_redactor_free(c.redactor);
     cap_keylog_free(c.keylog);
+    cap_ts_nodes_free(c.ts_nodes);
+    wipe(c.noise_key, sizeof(c.noise_key));
     if (c.pcap)
         pcap_close(c.pcap);
     free(c.source);

@@ -1,18 +1,21 @@
 # Session half of the capture stage (included by capture/CMakeLists.txt).
 #   h2r_capture_session  transport detection, TLS decryption with a key log, passive
-#                        HTTP/2 + HPACK decoding, exchange assembly, redaction; pure push
-#                        parsers writing through a sink (cap_keylog.c also reads its file)
+#                        HTTP/2 + HPACK decoding, exchange assembly, redaction, TS2021
+#                        session shapes (cap_ts.c over core/ts); pure push parsers writing
+#                        through a sink (cap_keylog.c also reads its file)
 add_library(h2r_capture_session STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/cap_session.c
   ${CMAKE_CURRENT_SOURCE_DIR}/cap_h2.c
   ${CMAKE_CURRENT_SOURCE_DIR}/cap_exchange.c
   ${CMAKE_CURRENT_SOURCE_DIR}/cap_redact.c
   ${CMAKE_CURRENT_SOURCE_DIR}/cap_keylog.c
-  ${CMAKE_CURRENT_SOURCE_DIR}/cap_tls.c)
+  ${CMAKE_CURRENT_SOURCE_DIR}/cap_tls.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/cap_ts.c)
 target_include_directories(h2r_capture_session PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 # libcrypto: SHA-256 for the salted placeholder table in cap_redact.c; EVP AEAD ciphers,
 # HKDF and the TLS 1.2 PRF for TLS decryption in cap_tls.c.
-target_link_libraries(h2r_capture_session PUBLIC h2r_capture_stats h2r_core
+# h2r_ts: TS2021 framing, base64 and the Noise responder that reads the machine key.
+target_link_libraries(h2r_capture_session PUBLIC h2r_capture_stats h2r_core h2r_ts
                       PkgConfig::NGHTTP2 PkgConfig::JANSSON PkgConfig::OPENSSL)
 
 set(_h2r_sess_tests ${PROJECT_SOURCE_DIR}/tests/unit/capture)
@@ -27,6 +30,9 @@ h2r_unit_test(test_cap_redact
   LIBS h2r_capture_session)
 h2r_unit_test(test_cap_tls
   SOURCES ${_h2r_sess_tests}/test_tls.c
+  LIBS h2r_capture_session)
+h2r_unit_test(test_cap_ts
+  SOURCES ${_h2r_sess_tests}/test_ts.c
   LIBS h2r_capture_session)
 
 set(_h2r_sess_fuzz ${PROJECT_SOURCE_DIR}/tests/fuzz)
@@ -43,6 +49,11 @@ h2r_fuzz_target(fuzz_tls_records
   SOURCE ${_h2r_sess_fuzz}/fuzz_tls_records.c
   LIBS h2r_capture_session
   CORPUS ${_h2r_sess_fuzz}/corpus/tls_records)
+# TS2021 recognition through the whole session layer (corpus: see its README).
+h2r_fuzz_target(fuzz_cap_ts
+  SOURCE ${_h2r_sess_fuzz}/fuzz_cap_ts.c
+  LIBS h2r_capture_session
+  CORPUS ${_h2r_sess_fuzz}/corpus/cap_ts)
 h2r_fuzz_target(fuzz_keylog
   SOURCE ${_h2r_sess_fuzz}/fuzz_keylog.c
   LIBS h2r_capture_session

@@ -20,7 +20,8 @@ static void capture_usage(FILE *f)
             "usage: h2replay capture (-r FILE | -i IFACE) -o TRACE [options]\n"
             "\n"
             "Records client->server HTTP/2 exchanges (h2c prior knowledge and Upgrade: h2c)\n"
-            "from a pcap/pcapng file or a live interface into a zstd-compressed trace.\n"
+            "from a pcap/pcapng file or a live interface into a zstd-compressed trace, and the\n"
+            "shape of Tailscale TS2021 control sessions (docs/capture.md).\n"
             "\n"
             "input:\n"
             "  -r, --read FILE          read packets from a pcap or pcapng file ('-' = stdin)\n"
@@ -30,6 +31,8 @@ static void capture_usage(FILE *f)
             "      --duration DUR       live: stop after DUR (e.g. 30s, 5m); default: SIGINT\n"
             "  -s, --snaplen BYTES      live: bytes kept per packet (default 262144)\n"
             "      --keylog FILE        TLS key log (SSLKEYLOGFILE format) to decrypt TLS flows\n"
+            "      --noise-key FILE     Headscale's noise_private.key ('privkey:<hex>'): reads\n"
+            "                           each TS2021 client's machine key (never written out)\n"
             "output:\n"
             "  -o, --output TRACE       trace file to write ('-' = stdout)\n"
             "      --max-req-body SIZE  request body bytes stored per exchange (default 1MiB)\n"
@@ -69,6 +72,7 @@ int cmd_capture(int argc, char **argv)
         OPT_MAX_RESP,
         OPT_DURATION,
         OPT_KEYLOG,
+        OPT_NOISE_KEY,
         OPT_PROGRESS
     };
     static const struct option longopts[] = {
@@ -87,6 +91,7 @@ int cmd_capture(int argc, char **argv)
         {"max-resp-body", required_argument, NULL, OPT_MAX_RESP},
         {"duration", required_argument, NULL, OPT_DURATION},
         {"keylog", required_argument, NULL, OPT_KEYLOG},
+        {"noise-key", required_argument, NULL, OPT_NOISE_KEY},
         {"progress", no_argument, NULL, OPT_PROGRESS},
         {NULL, 0, NULL, 0}};
 
@@ -164,6 +169,9 @@ int cmd_capture(int argc, char **argv)
         case OPT_KEYLOG:
             o.keylog = optarg;
             break;
+        case OPT_NOISE_KEY:
+            o.noise_key = optarg;
+            break;
         case OPT_PROGRESS:
             progress = 1;
             break;
@@ -209,5 +217,9 @@ int cmd_capture(int argc, char **argv)
                 (unsigned long long)res.exchanges, (unsigned long long)res.gaps,
                 (unsigned long long)res.undecodable_flows, o.out_path,
                 (unsigned long long)res.trace_bytes);
+    if (!quiet && res.ts_sessions > 0)
+        fprintf(stderr, "capture: %llu TS2021 sessions, %llu identified, %llu distinct nodes\n",
+                (unsigned long long)res.ts_sessions, (unsigned long long)res.ts_identified,
+                (unsigned long long)res.ts_nodes);
     return 0;
 }

@@ -30,6 +30,8 @@ struct h2r_capture_opts {
     int64_t duration_ns;   /* live: stop after this long, 0 = until SIGINT/SIGTERM */
     int snaplen;           /* live: 0 = 262144 */
     const char *keylog;    /* TLS key log (NSS format), NULL: none */
+    const char *noise_key; /* Headscale noise_private.key ("privkey:<hex>"): identifies the
+                            * machine key of TS2021 sessions; NULL: none. Never written out. */
 };
 
 struct h2r_capture_result {
@@ -40,6 +42,9 @@ struct h2r_capture_result {
     uint64_t gaps;
     uint64_t undecodable_flows;
     uint64_t trace_bytes;
+    uint64_t ts_sessions;   /* TS2021 upgrades recognised */
+    uint64_t ts_identified; /* of those, machine key read with the noise key */
+    uint64_t ts_nodes;      /* distinct machine keys */
 };
 
 /* Fills opts with defaults (redact on, default caps). */

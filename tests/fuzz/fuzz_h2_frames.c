@@ -81,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct cap_session_stats st;
     struct cap_session_env env;
     struct cap_flow_info info;
-    struct cap_session_sink sink = {fz_conn, fz_conn_end, fz_exchange, NULL};
+    struct cap_session_sink sink = {fz_conn, fz_conn_end, fz_exchange, NULL, NULL};
     struct cap_session *s;
     uint8_t opt;
     size_t off = 1;

@@ -132,7 +132,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&st, 0, sizeof(st));
     memset(&env, 0, sizeof(env));
     if (opt & 1) {
-        struct cap_session_sink sink = {fz_conn, fz_conn_end, fz_exchange, NULL};
+        struct cap_session_sink sink = {fz_conn, fz_conn_end, fz_exchange, NULL, NULL};
         struct cap_flow_info info;
         env.stats = &st;
         env.keylog = fixed_keylog();

@@ -151,7 +151,7 @@ static inline int sink_exchange(void *ud, const struct h2r_exchange *x)
 
 static inline struct cap_session_sink rec_sink_make(struct rec_sink *k)
 {
-    struct cap_session_sink s = {sink_conn, sink_conn_end, sink_exchange, k};
+    struct cap_session_sink s = {sink_conn, sink_conn_end, sink_exchange, k, NULL};
     return s;
 }
 
