@@ -5,7 +5,8 @@
  * --format jsonl"): one object per exchange with at least conn, stream,
  * method, authority, path, status, req_bytes, resp_bytes, grpc_status,
  * t_start_ns, t_end_ns and error. With --records all, connection,
- * connection-end and summary records are printed too, each with a "type".
+ * connection-end, TS2021 session and summary records are printed too, each
+ * with a "type"; --records ts2021 prints only the TS2021 sessions.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -25,13 +26,16 @@ enum show_format { FMT_TABLE, FMT_JSONL };
 
 static void show_usage(FILE *f)
 {
-    fprintf(f, "usage: h2replay show TRACE|RUN [--format table|jsonl] [--records exchanges|all]\n"
+    fprintf(f, "usage: h2replay show TRACE|RUN [--format table|jsonl]\n"
+               "                     [--records exchanges|ts2021|all] [--frames]\n"
                "\n"
                "Prints a trace ('-' = stdin) or a run file. table (default): exchanges,\n"
-               "connections and the capture summary (run: results per section). jsonl: one\n"
-               "JSON object per exchange/result (keys in docs/trace-format.md and\n"
-               "docs/run-format.md); --records all adds the other records, each with a type.\n"
+               "TS2021 sessions, connections and the capture summary (run: results per\n"
+               "section). jsonl: one JSON object per exchange/result (keys in\n"
+               "docs/trace-format.md and docs/run-format.md); --records all adds the other\n"
+               "records, each with a type; --records ts2021 prints only TS2021 sessions.\n"
                "      --headers            table: also print request/response headers\n"
+               "      --frames             jsonl: TS2021 sessions carry their frame list\n"
                "\n"
                "exit status: 0 whole trace read; 1 unreadable or damaged trace (everything\n"
                "before the damage is printed first); 2 usage error\n");
@@ -166,6 +170,152 @@ static void jsonl_conn_end(const struct h2r_conn_end *e)
     json_object_set_new(o, "exchanges", json_integer((json_int_t)e->exchanges));
     json_object_set_new(o, "reason", json_str_or_null(e->reason));
     print_json(o);
+}
+
+/* "mkey:" + 64 hex digits of a machine key (a public key: fine to print). */
+static void mkey_hex(const uint8_t key[32], char out[70])
+{
+    static const char hex[] = "0123456789abcdef";
+    memcpy(out, "mkey:", 5);
+    for (int i = 0; i < 32; i++) {
+        out[5 + 2 * i] = hex[key[i] >> 4];
+        out[6 + 2 * i] = hex[key[i] & 15];
+    }
+    out[69] = '\0';
+}
+
+static void jsonl_ts_session(const struct h2r_ts_session *t, int with_frames)
+{
+    json_t *o = json_object();
+    char mkey[70];
+    int identified = (t->flags & H2R_TS_F_IDENTIFIED) != 0;
+    json_object_set_new(o, "type", json_string("ts_session"));
+    json_object_set_new(o, "id", json_integer((json_int_t)t->id));
+    json_object_set_new(o, "conn", json_integer((json_int_t)t->conn_id));
+    json_object_set_new(o, "node", t->node ? json_integer((json_int_t)t->node) : json_null());
+    json_object_set_new(o, "capver", t->capver ? json_integer(t->capver) : json_null());
+    json_object_set_new(o, "identified", json_boolean(identified));
+    json_object_set_new(o, "tls", json_boolean(t->flags & H2R_TS_F_TLS));
+    if (identified)
+        mkey_hex(t->machine_key, mkey);
+    json_object_set_new(o, "machine_key", identified ? json_string(mkey) : json_null());
+    json_object_set_new(o, "status", json_int_or_null(t->status));
+    json_object_set_new(o, "how", json_string(h2r_ts_how_name(t->how)));
+    json_object_set_new(o, "t_upgrade_ns", json_integer(t->t_upgrade_ns));
+    json_object_set_new(o, "t_handshake_ns",
+                        t->t_handshake_ns ? json_integer(t->t_handshake_ns) : json_null());
+    json_object_set_new(o, "t_end_ns", json_integer(t->t_end_ns));
+    json_object_set_new(o, "duration_ns", json_integer(t->t_end_ns - t->t_upgrade_ns));
+    json_object_set_new(o, "frames_c2s", json_integer((json_int_t)t->frames_c2s));
+    json_object_set_new(o, "frames_s2c", json_integer((json_int_t)t->frames_s2c));
+    json_object_set_new(o, "bytes_c2s", json_integer((json_int_t)t->bytes_c2s));
+    json_object_set_new(o, "bytes_s2c", json_integer((json_int_t)t->bytes_s2c));
+    json_object_set_new(o, "frames_kept", json_integer((json_int_t)t->n_recs));
+    json_object_set_new(o, "frames_dropped", json_integer((json_int_t)t->recs_dropped));
+    json_object_set_new(o, "reason", json_str_or_null(t->reason));
+    if (with_frames) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < t->n_recs; i++) {
+            const struct h2r_ts_rec *f = &t->recs[i];
+            json_t *e = json_array();
+            json_array_append_new(e, json_integer(f->t_ns));
+            json_array_append_new(e, json_integer(f->dir));
+            json_array_append_new(e, json_integer(f->type));
+            json_array_append_new(e, json_integer(f->len));
+            json_array_append_new(a, e);
+        }
+        json_object_set_new(o, "frames", a);
+    }
+    print_json(o);
+}
+
+/* One table line for a TS2021 session (malloc'd; NULL when out of memory). */
+static char *table_ts_line(const struct h2r_ts_session *t, int64_t t0)
+{
+    char at[32], dur[32], status[16], node[24], capver[16], mkey[70], c2s[48], s2c[48];
+    char line[512];
+    h2r_format_duration(t->t_upgrade_ns - t0, at, sizeof(at));
+    if (t->t_end_ns >= t->t_upgrade_ns)
+        h2r_format_duration(t->t_end_ns - t->t_upgrade_ns, dur, sizeof(dur));
+    else
+        snprintf(dur, sizeof(dur), "-");
+    snprintf(status, sizeof(status), t->status >= 0 ? "%d" : "-", t->status);
+    snprintf(node, sizeof(node), t->node ? "%" PRIu64 : "-", t->node);
+    snprintf(capver, sizeof(capver), t->capver ? "%u" : "-", t->capver);
+    if (t->flags & H2R_TS_F_IDENTIFIED) {
+        mkey_hex(t->machine_key, mkey);
+        memcpy(mkey + 13, "\xe2\x80\xa6", 4); /* mkey:<8 hex>U+2026 */
+    } else {
+        snprintf(mkey, sizeof(mkey), "-");
+    }
+    snprintf(c2s, sizeof(c2s), "%" PRIu64 "/%" PRIu64, t->frames_c2s, t->bytes_c2s);
+    snprintf(s2c, sizeof(s2c), "%" PRIu64 "/%" PRIu64, t->frames_s2c, t->bytes_s2c);
+    snprintf(line, sizeof(line),
+             "%5" PRIu64 " %5s %5" PRIu64 " %6s %-16s %10s %9s %-11s %6s %14s %14s%s%s%s", t->id,
+             node, t->conn_id, capver, mkey, at, dur, h2r_ts_how_name(t->how), status, c2s, s2c,
+             t->flags & H2R_TS_F_TLS ? "  tls" : "", t->reason ? "  " : "",
+             t->reason ? t->reason : "");
+    return strdup(line);
+}
+
+/* Session lines start with the id: order them by it (= by upgrade time), not by close. */
+static int ts_line_cmp(const void *a, const void *b)
+{
+    unsigned long long x = strtoull(*(char *const *)a, NULL, 10);
+    unsigned long long y = strtoull(*(char *const *)b, NULL, 10);
+    return x < y ? -1 : x > y;
+}
+
+/* Prints (and frees) the buffered TS2021 session lines as one block. */
+static void print_ts_lines(char **lines, size_t n, uint64_t dropped)
+{
+    if (n == 0 && dropped == 0)
+        return;
+    qsort(lines, n, sizeof(*lines), ts_line_cmp);
+    printf("\nTS2021 sessions (frames/bytes after the upgrade, each way):\n");
+    printf("%5s %5s %5s %6s %-16s %10s %9s %-11s %6s %14s %14s  %s\n", "TS", "NODE", "CONN",
+           "CAPVER", "MACHINE_KEY", "AT", "DURATION", "HOW", "STATUS", "C2S_FR/B", "S2C_FR/B",
+           "[TLS] [REASON]");
+    for (size_t i = 0; i < n; i++) {
+        puts(lines[i]);
+        free(lines[i]);
+    }
+    if (dropped)
+        printf("(%" PRIu64 " more TS2021 sessions not listed)\n", dropped);
+}
+
+/* Distinct node numbers among the sessions shown (a bitmap; numbers past the cap are not
+ * told apart and counted once each). */
+struct node_set {
+    uint8_t *bits;
+    size_t nbytes;
+    uint64_t distinct;
+};
+
+static void node_set_add(struct node_set *ns, uint64_t node)
+{
+    const uint64_t cap = (uint64_t)1 << 24;
+    if (node == 0)
+        return;
+    if (node >= cap) {
+        ns->distinct++;
+        return;
+    }
+    if (node / 8 >= ns->nbytes) {
+        size_t nb = ns->nbytes ? ns->nbytes : 64;
+        while (nb <= node / 8)
+            nb *= 2;
+        uint8_t *p = realloc(ns->bits, nb);
+        if (!p)
+            return;
+        memset(p + ns->nbytes, 0, nb - ns->nbytes);
+        ns->bits = p;
+        ns->nbytes = nb;
+    }
+    if (!(ns->bits[node / 8] & (1u << (node % 8)))) {
+        ns->bits[node / 8] |= (uint8_t)(1u << (node % 8));
+        ns->distinct++;
+    }
 }
 
 static void jsonl_summary(const struct h2r_capture_summary *s)
@@ -466,13 +616,12 @@ static int show_run(const char *path, enum show_format fmt, int all)
 
 int cmd_show(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"format", required_argument, NULL, 'F'},
-                                             {"records", required_argument, NULL, 'R'},
-                                             {"headers", no_argument, NULL, 'H'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"format", required_argument, NULL, 'F'}, {"records", required_argument, NULL, 'R'},
+        {"headers", no_argument, NULL, 'H'},      {"frames", no_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     enum show_format fmt = FMT_TABLE;
-    int all = 0, headers = 0, c;
+    int all = 0, ts_only = 0, headers = 0, frames = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
@@ -489,15 +638,23 @@ int cmd_show(int argc, char **argv)
         case 'R':
             if (strcmp(optarg, "all") == 0) {
                 all = 1;
+                ts_only = 0;
             } else if (strcmp(optarg, "exchanges") == 0) {
                 all = 0;
+                ts_only = 0;
+            } else if (strcmp(optarg, "ts2021") == 0) {
+                all = 0;
+                ts_only = 1;
             } else {
-                cli_err("show", "--records: '%s' is not one of exchanges, all", optarg);
+                cli_err("show", "--records: '%s' is not one of exchanges, ts2021, all", optarg);
                 return EXIT_USAGE;
             }
             break;
         case 'H':
             headers = 1;
+            break;
+        case 'T':
+            frames = 1;
             break;
         case 'h':
             show_usage(stdout);
@@ -542,18 +699,47 @@ int cmd_show(int argc, char **argv)
     /* the table lists connections after the exchanges; keep their lines in memory (bounded) */
     struct h2r_trace_record rec;
     uint64_t n_exch = 0, n_conn = 0, conn_lines_dropped = 0;
+    uint64_t n_ts = 0, n_ts_identified = 0, ts_lines_dropped = 0;
+    struct node_set nodes = {NULL, 0, 0};
     int have_summary = 0;
-    char **conn_lines = NULL;
-    size_t n_lines = 0, cap_lines = 0;
+    char **conn_lines = NULL, **ts_lines = NULL;
+    size_t n_lines = 0, cap_lines = 0, n_ts_lines = 0, cap_ts_lines = 0;
     const size_t max_lines = 10000;
     while ((rc = h2r_trace_reader_next(r, &rec)) == 1) {
         switch (rec.kind) {
         case H2R_REC_EXCHANGE:
             n_exch++;
-            if (fmt == FMT_JSONL)
-                jsonl_exchange(&rec.u.exch, all, headers);
-            else
+            if (fmt == FMT_JSONL) {
+                if (!ts_only)
+                    jsonl_exchange(&rec.u.exch, all, headers);
+            } else {
                 table_exchange(&rec.u.exch, h->start_ns, headers);
+            }
+            break;
+        case H2R_REC_TS_SESSION:
+            n_ts++;
+            n_ts_identified += (rec.u.ts.flags & H2R_TS_F_IDENTIFIED) != 0;
+            node_set_add(&nodes, rec.u.ts.node);
+            if (fmt == FMT_JSONL) {
+                if (all || ts_only)
+                    jsonl_ts_session(&rec.u.ts, frames);
+                break;
+            }
+            if (n_ts_lines >= max_lines) {
+                ts_lines_dropped++;
+                break;
+            }
+            if (n_ts_lines == cap_ts_lines) {
+                size_t ncap = cap_ts_lines ? cap_ts_lines * 2 : 64;
+                char **nl = realloc(ts_lines, ncap * sizeof(*nl));
+                if (!nl)
+                    break;
+                ts_lines = nl;
+                cap_ts_lines = ncap;
+            }
+            ts_lines[n_ts_lines] = table_ts_line(&rec.u.ts, h->start_ns);
+            if (ts_lines[n_ts_lines])
+                n_ts_lines++;
             break;
         case H2R_REC_CONN:
             n_conn++;
@@ -596,7 +782,10 @@ int cmd_show(int argc, char **argv)
                          "conn %5" PRIu64 "  ended %s, %" PRIu64 " exchanges, %" PRIu64
                          " bytes lost%s%s",
                          rec.u.end.id, h2r_conn_how_name(rec.u.end.how), rec.u.end.exchanges,
-                         rec.u.end.gap_bytes, rec.u.end.reason ? ", undecodable: " : "",
+                         rec.u.end.gap_bytes,
+                         !rec.u.end.reason                           ? ""
+                         : rec.u.end.how == H2R_CONN_END_UNDECODABLE ? ", undecodable: "
+                                                                     : ", ",
                          rec.u.end.reason ? rec.u.end.reason : "");
                 if (n_lines < max_lines && n_lines < cap_lines) {
                     conn_lines[n_lines] = strdup(line);
@@ -621,6 +810,8 @@ int cmd_show(int argc, char **argv)
                     jsonl_summary(&rec.u.summary);
                 break;
             }
+            print_ts_lines(ts_lines, n_ts_lines, ts_lines_dropped);
+            n_ts_lines = 0;
             printf("\n");
             for (size_t i = 0; i < n_lines; i++) {
                 puts(conn_lines[i]);
@@ -644,11 +835,14 @@ int cmd_show(int argc, char **argv)
             break;
         }
     }
+    print_ts_lines(ts_lines, n_ts_lines, ts_lines_dropped);
+    free(ts_lines);
     for (size_t i = 0; i < n_lines; i++) {
         puts(conn_lines[i]);
         free(conn_lines[i]);
     }
     free(conn_lines);
+    free(nodes.bits);
     fflush(stdout);
     int status = 0;
     if (rc < 0) {
@@ -663,8 +857,13 @@ int cmd_show(int argc, char **argv)
         fprintf(stderr, "h2replay show: skipped %" PRIu64 " records of unknown kinds "
                         "(written by a newer h2replay)\n",
                 h2r_trace_reader_skipped(r));
-    if (fmt == FMT_TABLE && rc >= 0)
+    if (fmt == FMT_TABLE && rc >= 0) {
         printf("\n%" PRIu64 " exchanges on %" PRIu64 " connections\n", n_exch, n_conn);
+        if (n_ts)
+            printf("%" PRIu64 " TS2021 sessions, %" PRIu64 " distinct nodes, %" PRIu64
+                   " identified\n",
+                   n_ts, nodes.distinct, n_ts_identified);
+    }
     h2r_trace_reader_free(r);
     return status;
 }
