@@ -59,6 +59,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "h2replay/cursor.h"
 #include "cap_exchange.h"
 #include "cap_h2.h"
 #include "cap_keylog.h"
@@ -154,27 +155,6 @@ static int tw_exchange(void *ud, const struct h2r_exchange *x)
 static int tw_ts_session(void *ud, const struct h2r_ts_session *t)
 {
     return h2r_trace_write_ts_session(ud, t);
-}
-
-/* ---- bounded cursor reads ---- */
-
-struct cursor {
-    const uint8_t *p;
-    size_t len;
-};
-
-static int cur_peek(const struct cursor *c, size_t i, uint8_t *v)
-{
-    if (i >= c->len)
-        return H2R_ERR_TRUNCATED;
-    *v = c->p[i];
-    return 0;
-}
-
-static void cur_skip(struct cursor *c, size_t n)
-{
-    c->p += n;
-    c->len -= n;
 }
 
 /* ---- pre-detection buffers ---- */
@@ -475,7 +455,7 @@ static int ieq(const uint8_t *a, size_t alen, const char *b)
 /* Length of the head (through the empty line) in c, 0 if incomplete. RFC 9112 §2.2 lets a
  * recipient accept a bare LF as the line terminator. *scanned: where the previous call on the
  * same growing buffer stopped, so feeding byte by byte stays linear. */
-static size_t h1_head_len(const struct cursor *c, size_t *scanned)
+static size_t h1_head_len(const struct h2r_cursor *c, size_t *scanned)
 {
     size_t from = *scanned > 3 ? *scanned - 3 : 0;
     *scanned = c->len;
@@ -491,24 +471,24 @@ static size_t h1_head_len(const struct cursor *c, size_t *scanned)
 }
 
 /* Next line of the head without its terminator; 0 when the head is exhausted. */
-static int h1_line(struct cursor *c, struct cursor *line)
+static int h1_line(struct h2r_cursor *c, struct h2r_cursor *line)
 {
     size_t i = 0;
     uint8_t ch = 0;
-    while (cur_peek(c, i, &ch) == 0 && ch != '\n')
+    while (h2r_cur_peek(c, i, &ch) == 0 && ch != '\n')
         i++;
     if (i == c->len)
         return 0;
     line->p = c->p;
     line->len = (i > 0 && c->p[i - 1] == '\r') ? i - 1 : i;
-    cur_skip(c, i + 1);
+    (void)h2r_cur_skip(c, i + 1);
     return 1;
 }
 
 /* §5: field-line = field-name ":" OWS field-value OWS. obs-fold is rejected (§5.2). */
-static int h1_fields(struct cursor *c, struct h1_head *h)
+static int h1_fields(struct h2r_cursor *c, struct h1_head *h)
 {
-    struct cursor line;
+    struct h2r_cursor line;
     h->n_fields = 0;
     while (h1_line(c, &line)) {
         size_t colon = 0, vs, ve;
@@ -549,7 +529,7 @@ static int h1_version(const uint8_t *p, size_t n)
 /* §3: request-line = method SP request-target SP HTTP-version. */
 static int h1_parse_request(const uint8_t *buf, size_t len, struct h1_head *h)
 {
-    struct cursor c = {buf, len}, line;
+    struct h2r_cursor c = {buf, len}, line;
     size_t i = 0, t;
     if (!h1_line(&c, &line))
         return H2R_ERR_FORMAT;
@@ -574,7 +554,7 @@ static int h1_parse_request(const uint8_t *buf, size_t len, struct h1_head *h)
 /* §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]. */
 static int h1_parse_response(const uint8_t *buf, size_t len, struct h1_head *h)
 {
-    struct cursor c = {buf, len}, line;
+    struct h2r_cursor c = {buf, len}, line;
     if (!h1_line(&c, &line) || line.len < 12 || !h1_version(line.p, 8) || line.p[8] != ' ')
         return H2R_ERR_FORMAT;
     h->status = 0;
@@ -826,7 +806,7 @@ static int ts_answer(struct cap_session *s)
     int rc = 0;
 
     for (;;) {
-        struct cursor c = {b->p + b->used, b->len - b->used};
+        struct h2r_cursor c = {b->p + b->used, b->len - b->used};
         size_t head_len = h1_head_len(&c, &s->h1_scanned[CAP_DIR_S2C]);
         int64_t ts;
         if (head_len == 0)
@@ -951,7 +931,7 @@ static int upgrade_answer(struct cap_session *s);
 static int detect_h1(struct cap_session *s)
 {
     struct prebuf *b = &s->pre[CAP_DIR_C2S];
-    struct cursor c = {b->p, b->len};
+    struct h2r_cursor c = {b->p, b->len};
     struct h1_head *h = NULL;
     const struct h1_field *f;
     size_t head_len = h1_head_len(&c, &s->h1_scanned[CAP_DIR_C2S]), count = 0;
@@ -1084,7 +1064,7 @@ static int upgrade_answer(struct cap_session *s)
     int rc = 0;
 
     for (;;) {
-        struct cursor c = {b->p + b->used, b->len - b->used};
+        struct h2r_cursor c = {b->p + b->used, b->len - b->used};
         size_t head_len = h1_head_len(&c, &s->h1_scanned[CAP_DIR_S2C]);
         if (head_len == 0)
             goto out;

@@ -692,8 +692,7 @@ int cmd_show(int argc, char **argv)
                when);
         if (h->options)
             printf(", options: %s", h->options);
-        printf("\n\n%6s %5s %6s %10s %9s %-7s %-8s %9s %9s  %s\n", "EXCH", "CONN", "STREAM",
-               "AT", "DURATION", "METHOD", "STATUS", "REQ_B", "RESP_B", "PATH [ERROR]");
+        printf("\n");
     }
 
     /* the table lists connections after the exchanges; keep their lines in memory (bounded) */
@@ -713,6 +712,10 @@ int cmd_show(int argc, char **argv)
                 if (!ts_only)
                     jsonl_exchange(&rec.u.exch, all, headers);
             } else {
+                if (n_exch == 1) /* the header only when there are exchanges to list */
+                    printf("\n%6s %5s %6s %10s %9s %-7s %-8s %9s %9s  %s\n", "EXCH", "CONN",
+                           "STREAM", "AT", "DURATION", "METHOD", "STATUS", "REQ_B", "RESP_B",
+                           "PATH [ERROR]");
                 table_exchange(&rec.u.exch, h->start_ns, headers);
             }
             break;
@@ -732,8 +735,10 @@ int cmd_show(int argc, char **argv)
             if (n_ts_lines == cap_ts_lines) {
                 size_t ncap = cap_ts_lines ? cap_ts_lines * 2 : 64;
                 char **nl = realloc(ts_lines, ncap * sizeof(*nl));
-                if (!nl)
+                if (!nl) {
+                    ts_lines_dropped++;
                     break;
+                }
                 ts_lines = nl;
                 cap_ts_lines = ncap;
             }
@@ -753,10 +758,13 @@ int cmd_show(int argc, char **argv)
                 break;
             }
             if (n_lines == cap_lines) {
-                cap_lines = cap_lines ? cap_lines * 2 : 64;
-                char **nl = realloc(conn_lines, cap_lines * sizeof(*nl));
-                if (!nl)
+                size_t ncap = cap_lines ? cap_lines * 2 : 64;
+                char **nl = realloc(conn_lines, ncap * sizeof(*nl));
+                if (!nl) {
+                    conn_lines_dropped++;
                     break;
+                }
+                cap_lines = ncap;
                 conn_lines = nl;
             }
             {
