@@ -92,7 +92,8 @@ load_env() {
 
 # True when PID is the headscale serving DIR's config (guards against a recycled pid).
 is_our_headscale() {
-    [[ $1 =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$dir/config.yaml"
+    # 2>/dev/null first: a dead pid's cmdline fails at the redirection, before tr runs
+    [[ $1 =~ ^[0-9]+$ ]] && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -qF -- "$dir/config.yaml"
 }
 
 # Starts headscale on DIR's config in the background (log appended), sets hs_pid.
