@@ -92,8 +92,43 @@ enum {
     NF_INTERRUPTED,
     NF_CPU_USER,
     NF_CPU_SYS,
-    NF_MAX_RSS
+    NF_MAX_RSS,
+    NF_LOOP_THREADS,
+    NF_MAX_LATE,
+    NF_LATE_P99,
+    NF_PEAK_FDS,
+    NF_PEAK_CONNS,
+    NF_FD_LIMIT,
+    NF_EMFILE
 };
+enum {
+    AF_SECTION = 1,
+    AF_EXCHANGE,
+    AF_TRACE_CONN,
+    AF_T,
+    AF_KIND,
+    AF_ID,
+    AF_NAME,
+    AF_KEY,
+    AF_PREFIX,
+    AF_NODE_KEY,
+    AF_MACHINE_KEY,
+    AF_HOSTNAME,
+    AF_SOURCE
+};
+#define AF_FIRST_STR AF_KIND
+#define AF_LAST_STR AF_HOSTNAME
+enum {
+    VF_SECTION = 1,
+    VF_T,
+    VF_DB_KIND,
+    VF_ERROR,
+    VF_ACKS,
+    VF_ACKS_DROPPED,
+    VF_IGNORED,
+    VF_KIND
+};
+enum { VKF_NAME = 1, VKF_ACKED, VKF_PRESENT, VKF_LOST, VKF_UNACKED, VKF_LOST_EX, VKF_UNACKED_EX };
 
 static const char *const class_names[H2R_EC_MAX_] = {
     [H2R_EC_NONE] = "ok",
@@ -286,6 +321,19 @@ int h2r_run_write_section_end(struct h2r_run_writer *w, const struct h2r_run_sec
     fld_put_i64(b, NF_CPU_USER, e->cpu_user_ns);
     fld_put_i64(b, NF_CPU_SYS, e->cpu_sys_ns);
     fld_put_u64(b, NF_MAX_RSS, e->max_rss_kb);
+    /* engine resources: absent = not measured */
+    if (e->loop_threads)
+        fld_put_u64(b, NF_LOOP_THREADS, e->loop_threads);
+    put_i64_if(b, NF_MAX_LATE, e->max_late_ns, 0);
+    put_i64_if(b, NF_LATE_P99, e->late_p99_ns, 0);
+    if (e->peak_fds)
+        fld_put_u64(b, NF_PEAK_FDS, e->peak_fds);
+    if (e->peak_conns)
+        fld_put_u64(b, NF_PEAK_CONNS, e->peak_conns);
+    if (e->fd_limit)
+        fld_put_u64(b, NF_FD_LIMIT, e->fd_limit);
+    if (e->emfile_errors)
+        fld_put_u64(b, NF_EMFILE, e->emfile_errors);
     int rc = rw_emit(w, H2R_RUN_REC_SECTION_END);
     /* a finished section is durable even if a later one dies */
     if (!rc)
@@ -313,6 +361,66 @@ int h2r_run_write_db_sample(struct h2r_run_writer *w, const struct h2r_run_db_sa
     }
     h2r_buf_free(&sub);
     return rw_emit(w, H2R_RUN_REC_DB_SAMPLE);
+}
+
+int h2r_run_write_ack(struct h2r_run_writer *w, const struct h2r_run_ack *a)
+{
+    struct h2r_buf *b = &w->rec;
+    h2r_buf_reset(b);
+    fld_put_u64(b, AF_SECTION, a->section);
+    fld_put_u64(b, AF_EXCHANGE, a->exchange_id);
+    fld_put_u64(b, AF_TRACE_CONN, a->trace_conn);
+    fld_put_i64(b, AF_T, a->t_ns);
+    fld_put_str(b, AF_KIND, a->kind);
+    fld_put_str(b, AF_ID, a->id);
+    fld_put_str(b, AF_NAME, a->name);
+    fld_put_str(b, AF_KEY, a->key);
+    fld_put_str(b, AF_PREFIX, a->prefix);
+    fld_put_str(b, AF_NODE_KEY, a->node_key);
+    fld_put_str(b, AF_MACHINE_KEY, a->machine_key);
+    fld_put_str(b, AF_HOSTNAME, a->hostname);
+    if (a->source)
+        fld_put_u64(b, AF_SOURCE, a->source);
+    return rw_emit(w, H2R_RUN_REC_ACK);
+}
+
+int h2r_run_write_verify(struct h2r_run_writer *w, const struct h2r_run_verify *v)
+{
+    struct h2r_buf *b = &w->rec;
+    struct h2r_buf sub;
+    h2r_buf_reset(b);
+    h2r_buf_init(&sub, 64 * 1024);
+    fld_put_u64(b, VF_SECTION, v->section);
+    fld_put_i64(b, VF_T, v->t_ns);
+    fld_put_str(b, VF_DB_KIND, v->db_kind);
+    fld_put_str(b, VF_ERROR, v->error);
+    fld_put_u64(b, VF_ACKS, v->acks);
+    if (v->acks_dropped)
+        fld_put_u64(b, VF_ACKS_DROPPED, v->acks_dropped);
+    if (v->ignored)
+        fld_put_u64(b, VF_IGNORED, v->ignored);
+    for (size_t i = 0; i < v->n_kinds && i < H2R_RUN_VERIFY_MAX_KINDS; i++) {
+        const struct h2r_run_verify_kind *k = &v->kinds[i];
+        h2r_buf_reset(&sub);
+        fld_put_str(&sub, VKF_NAME, k->kind);
+        fld_put_u64(&sub, VKF_ACKED, k->acknowledged);
+        fld_put_u64(&sub, VKF_PRESENT, k->present);
+        fld_put_u64(&sub, VKF_LOST, k->lost);
+        fld_put_u64(&sub, VKF_UNACKED, k->unacknowledged);
+        for (size_t j = 0; j < k->n_lost_examples && j < H2R_RUN_VERIFY_MAX_EXAMPLES; j++)
+            fld_put_str(&sub, VKF_LOST_EX, k->lost_examples[j]);
+        for (size_t j = 0; j < k->n_unacked_examples && j < H2R_RUN_VERIFY_MAX_EXAMPLES; j++)
+            fld_put_str(&sub, VKF_UNACKED_EX, k->unacked_examples[j]);
+        if (sub.failed)
+            b->failed = sub.failed;
+        else
+            fld_put_bytes(b, VF_KIND, sub.p, sub.len);
+    }
+    h2r_buf_free(&sub);
+    int rc = rw_emit(w, H2R_RUN_REC_VERIFY);
+    if (!rc)
+        rc = h2r_run_writer_flush(w);
+    return rc;
 }
 
 int h2r_run_writer_flush(struct h2r_run_writer *w)
@@ -675,6 +783,27 @@ static int decode_section_end(struct h2r_run_reader *r, const uint8_t *p, size_t
         case NF_MAX_RSS:
             o->max_rss_kb = v.u;
             break;
+        case NF_LOOP_THREADS:
+            o->loop_threads = (uint32_t)v.u;
+            break;
+        case NF_MAX_LATE:
+            o->max_late_ns = fld_zigzag_decode(v.u);
+            break;
+        case NF_LATE_P99:
+            o->late_p99_ns = fld_zigzag_decode(v.u);
+            break;
+        case NF_PEAK_FDS:
+            o->peak_fds = v.u;
+            break;
+        case NF_PEAK_CONNS:
+            o->peak_conns = v.u;
+            break;
+        case NF_FD_LIMIT:
+            o->fd_limit = v.u;
+            break;
+        case NF_EMFILE:
+            o->emfile_errors = v.u;
+            break;
         default:
             break;
         }
@@ -743,6 +872,165 @@ static int decode_db_sample(struct h2r_run_reader *r, const uint8_t *p, size_t n
     o->db_kind = fix(a, kind);
     o->values = r->values;
     o->n_values = r->n_values;
+    return 0;
+}
+
+static int decode_ack(struct h2r_run_reader *r, const uint8_t *p, size_t n,
+                      struct h2r_run_ack *o)
+{
+    struct fld_cursor c = {p, n};
+    struct fld_value v;
+    struct h2r_buf *a = &r->strings;
+    size_t s[AF_LAST_STR + 1];
+    for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
+        s[i] = NO_STR;
+    int rc;
+    memset(o, 0, sizeof(*o));
+    while ((rc = fld_next(&c, &v)) == 1) {
+        if (v.field >= AF_FIRST_STR && v.field <= AF_LAST_STR) {
+            s[v.field] = arena_str(a, &v);
+            continue;
+        }
+        switch (v.field) {
+        case AF_SECTION:
+            o->section = (uint32_t)v.u;
+            break;
+        case AF_EXCHANGE:
+            o->exchange_id = v.u;
+            break;
+        case AF_TRACE_CONN:
+            o->trace_conn = v.u;
+            break;
+        case AF_T:
+            o->t_ns = fld_zigzag_decode(v.u);
+            break;
+        case AF_SOURCE:
+            o->source = (uint32_t)v.u;
+            break;
+        default:
+            break;
+        }
+    }
+    if (rc < 0 || a->failed)
+        return bad_record(r, "ack");
+    o->kind = fix(a, s[AF_KIND]);
+    o->id = fix(a, s[AF_ID]);
+    o->name = fix(a, s[AF_NAME]);
+    o->key = fix(a, s[AF_KEY]);
+    o->prefix = fix(a, s[AF_PREFIX]);
+    o->node_key = fix(a, s[AF_NODE_KEY]);
+    o->machine_key = fix(a, s[AF_MACHINE_KEY]);
+    o->hostname = fix(a, s[AF_HOSTNAME]);
+    if (!o->kind)
+        o->kind = "";
+    return 0;
+}
+
+/* Example strings are arena offsets until the record is complete (the arena may move). */
+static int decode_verify_kind(struct h2r_run_reader *r, const struct fld_value *kv,
+                              struct h2r_run_verify_kind *k, size_t *name, size_t *lost,
+                              size_t *unacked)
+{
+    struct fld_cursor c = {kv->data, kv->n};
+    struct fld_value v;
+    int rc;
+    while ((rc = fld_next(&c, &v)) == 1) {
+        switch (v.field) {
+        case VKF_NAME:
+            *name = arena_str(&r->strings, &v);
+            break;
+        case VKF_ACKED:
+            k->acknowledged = v.u;
+            break;
+        case VKF_PRESENT:
+            k->present = v.u;
+            break;
+        case VKF_LOST:
+            k->lost = v.u;
+            break;
+        case VKF_UNACKED:
+            k->unacknowledged = v.u;
+            break;
+        case VKF_LOST_EX:
+            if (k->n_lost_examples < H2R_RUN_VERIFY_MAX_EXAMPLES)
+                lost[k->n_lost_examples++] = arena_str(&r->strings, &v);
+            break;
+        case VKF_UNACKED_EX:
+            if (k->n_unacked_examples < H2R_RUN_VERIFY_MAX_EXAMPLES)
+                unacked[k->n_unacked_examples++] = arena_str(&r->strings, &v);
+            break;
+        default:
+            break;
+        }
+    }
+    return rc;
+}
+
+static int decode_verify(struct h2r_run_reader *r, const uint8_t *p, size_t n,
+                         struct h2r_run_verify *o)
+{
+    struct fld_cursor c = {p, n};
+    struct fld_value v;
+    struct h2r_buf *a = &r->strings;
+    size_t kind = NO_STR, error = NO_STR;
+    size_t names[H2R_RUN_VERIFY_MAX_KINDS];
+    size_t lost[H2R_RUN_VERIFY_MAX_KINDS][H2R_RUN_VERIFY_MAX_EXAMPLES];
+    size_t unacked[H2R_RUN_VERIFY_MAX_KINDS][H2R_RUN_VERIFY_MAX_EXAMPLES];
+    int rc;
+    memset(o, 0, sizeof(*o));
+    while ((rc = fld_next(&c, &v)) == 1) {
+        switch (v.field) {
+        case VF_SECTION:
+            o->section = (uint32_t)v.u;
+            break;
+        case VF_T:
+            o->t_ns = fld_zigzag_decode(v.u);
+            break;
+        case VF_DB_KIND:
+            kind = arena_str(a, &v);
+            break;
+        case VF_ERROR:
+            error = arena_str(a, &v);
+            break;
+        case VF_ACKS:
+            o->acks = v.u;
+            break;
+        case VF_ACKS_DROPPED:
+            o->acks_dropped = v.u;
+            break;
+        case VF_IGNORED:
+            o->ignored = v.u;
+            break;
+        case VF_KIND: {
+            if (v.wire_type != FLD_BYTES)
+                return bad_record(r, "verify");
+            if (o->n_kinds == H2R_RUN_VERIFY_MAX_KINDS)
+                break; /* more kinds than this reader knows how to keep */
+            size_t i = o->n_kinds;
+            names[i] = NO_STR;
+            if (decode_verify_kind(r, &v, &o->kinds[i], &names[i], lost[i], unacked[i]) < 0)
+                return bad_record(r, "verify kind");
+            o->n_kinds++;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    if (rc < 0 || a->failed)
+        return bad_record(r, "verify");
+    o->db_kind = fix(a, kind);
+    o->error = fix(a, error);
+    for (size_t i = 0; i < o->n_kinds; i++) {
+        struct h2r_run_verify_kind *k = &o->kinds[i];
+        k->kind = fix(a, names[i]);
+        if (!k->kind)
+            k->kind = "";
+        for (size_t j = 0; j < k->n_lost_examples; j++)
+            k->lost_examples[j] = fix(a, lost[i][j]);
+        for (size_t j = 0; j < k->n_unacked_examples; j++)
+            k->unacked_examples[j] = fix(a, unacked[i][j]);
+    }
     return 0;
 }
 
@@ -835,6 +1123,12 @@ int h2r_run_reader_next(struct h2r_run_reader *r, struct h2r_run_record *rec)
             break;
         case H2R_RUN_REC_DB_SAMPLE:
             rc = decode_db_sample(r, p, n, &rec->u.db);
+            break;
+        case H2R_RUN_REC_ACK:
+            rc = decode_ack(r, p, n, &rec->u.ack);
+            break;
+        case H2R_RUN_REC_VERIFY:
+            rc = decode_verify(r, p, n, &rec->u.verify);
             break;
         default:
             r->skipped++;

@@ -136,8 +136,69 @@ struct h2r_run_section_end {
     uint64_t errors;
     int interrupted;          /* 1: SIGINT/SIGTERM */
     int64_t cpu_user_ns;      /* the replay process's own cost, for honest reports */
-    int64_t cpu_sys_ns;
+    int64_t cpu_sys_ns;       /* (getrusage RUSAGE_SELF over the section: every thread) */
     uint64_t max_rss_kb;
+    /* Engine resources (issue 8); 0 = not measured (older files, node sessions) */
+    uint32_t loop_threads;    /* event-loop threads that replayed the section */
+    int64_t max_late_ns;      /* worst send lateness of the section */
+    int64_t late_p99_ns;      /* p99 send lateness (log-linear histogram, <= 12.5% high) */
+    uint64_t peak_fds;        /* most open file descriptors seen (1 s samples) */
+    uint64_t peak_conns;      /* most open replay connections seen (1 s samples) */
+    uint64_t fd_limit;        /* RLIMIT_NOFILE soft limit */
+    uint64_t emfile_errors;   /* results failed with EMFILE/ENFILE: the client ran out of fds */
+};
+
+/*
+ * An entity the server acknowledged creating (a CreateUser answered
+ * grpc-status 0, a node registration accepted...), for `db verify --run`
+ * and the verify record. Strings are NULL when unknown.
+ */
+struct h2r_run_ack {
+    uint32_t section;
+    uint64_t exchange_id;     /* the result it came from */
+    uint64_t trace_conn;
+    int64_t t_ns;             /* when the acknowledgement arrived, from t0 */
+    const char *kind;         /* "user", "pre_auth_key", "node", "api_key" */
+    const char *id;           /* database id as text (decimal), NULL unknown */
+    const char *name;         /* users */
+    const char *key;          /* pre-auth / API keys: the full key */
+    const char *prefix;       /* API keys of the "PREFIX.SECRET" form */
+    const char *node_key;     /* nodes: "nodekey:<hex>" as Headscale stores it */
+    const char *machine_key;  /* nodes: "mkey:<hex>" */
+    const char *hostname;     /* nodes */
+    uint32_t source;          /* H2R_ACK_SRC_* */
+};
+
+#define H2R_ACK_SRC_RESPONSE 0u /* identity read from the server's answer */
+#define H2R_ACK_SRC_REQUEST 1u  /* answer unreadable: identity taken from the request */
+
+#define H2R_RUN_VERIFY_MAX_KINDS 8
+#define H2R_RUN_VERIFY_MAX_EXAMPLES 8
+
+/* One entity kind of a verify record ("users", "nodes", "pre_auth_keys", "api_keys"). */
+struct h2r_run_verify_kind {
+    const char *kind;
+    uint64_t acknowledged;
+    uint64_t present;        /* live rows */
+    uint64_t lost;           /* acknowledged, no row */
+    uint64_t unacknowledged; /* rows nothing acknowledged */
+    const char *lost_examples[H2R_RUN_VERIFY_MAX_EXAMPLES]; /* short JSON texts */
+    size_t n_lost_examples;
+    const char *unacked_examples[H2R_RUN_VERIFY_MAX_EXAMPLES];
+    size_t n_unacked_examples;
+};
+
+/* The end-of-section durability check of `replay --db` (db_verify.c's figures). */
+struct h2r_run_verify {
+    uint32_t section;
+    int64_t t_ns;             /* when it ran, from t0 */
+    const char *db_kind;      /* "sqlite" or "postgresql" */
+    const char *error;        /* NULL, or why the check could not run (no kinds then) */
+    uint64_t acks;            /* acknowledgements of the section */
+    uint64_t acks_dropped;    /* acknowledgements the replay could not keep (queue full) */
+    uint64_t ignored;         /* acknowledgements without a usable identity */
+    struct h2r_run_verify_kind kinds[H2R_RUN_VERIFY_MAX_KINDS];
+    size_t n_kinds;
 };
 
 /*
@@ -157,7 +218,9 @@ enum h2r_run_kind {
     H2R_RUN_REC_RESULT = 3,
     H2R_RUN_REC_SAMPLE = 4,
     H2R_RUN_REC_SECTION_END = 5,
-    H2R_RUN_REC_DB_SAMPLE = 6
+    H2R_RUN_REC_DB_SAMPLE = 6,
+    H2R_RUN_REC_ACK = 7,
+    H2R_RUN_REC_VERIFY = 8
 };
 
 struct h2r_run_record {
@@ -168,6 +231,8 @@ struct h2r_run_record {
         struct h2r_run_sample sample;
         struct h2r_run_section_end end;
         struct h2r_run_db_sample db;
+        struct h2r_run_ack ack;
+        struct h2r_run_verify verify;
     } u;
 };
 
@@ -182,6 +247,8 @@ int h2r_run_write_result(struct h2r_run_writer *w, const struct h2r_run_result *
 int h2r_run_write_sample(struct h2r_run_writer *w, const struct h2r_run_sample *s);
 int h2r_run_write_section_end(struct h2r_run_writer *w, const struct h2r_run_section_end *e);
 int h2r_run_write_db_sample(struct h2r_run_writer *w, const struct h2r_run_db_sample *s);
+int h2r_run_write_ack(struct h2r_run_writer *w, const struct h2r_run_ack *a);
+int h2r_run_write_verify(struct h2r_run_writer *w, const struct h2r_run_verify *v);
 int h2r_run_writer_flush(struct h2r_run_writer *w);
 const char *h2r_run_writer_errmsg(const struct h2r_run_writer *w);
 int h2r_run_writer_close(struct h2r_run_writer *w);
