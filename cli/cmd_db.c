@@ -16,7 +16,9 @@
 #include "cli.h"
 #include "db.h"
 #include "h2replay/error.h"
+#include "h2replay/run.h"
 #include "h2replay/units.h"
+#include "rp_ack.h"
 
 /* Also declared in cli.h once the command is wired in; repeated here so this file builds alone. */
 int cmd_db(int argc, char **argv);
@@ -58,6 +60,9 @@ static void db_usage(FILE *f)
             "  -q, --quiet              no summary on stderr\n"
             "verify:\n"
             "      --acks FILE          JSON list of acknowledged entities ('-' = stdin)\n"
+            "      --run RUN            or: the acknowledgements a replay recorded in its run file\n"
+            "      --section N|NAME     with --run: the section (target) to check; required when\n"
+            "                           the run has several\n"
             "      --kinds LIST         comma list of users,nodes,pre_auth_keys,api_keys\n"
             "                           (default users,nodes,pre_auth_keys)\n"
             "      --format text|json   report format (default text)\n"
@@ -159,6 +164,8 @@ struct db_flags {
     const char *snapshot;
     const char *output;
     const char *acks;
+    const char *run;     /* verify --run: acknowledgements from a run file */
+    const char *section; /* verify --section N|NAME */
     const char *format;
     int64_t interval_ns;
     int64_t duration_ns;
@@ -280,14 +287,91 @@ static void print_verify_text(const char *dsn, const char *acks, json_t *rep)
         printf("ignored acknowledgements (no known kind or identity field): %lld\n", ign);
 }
 
+/*
+ * The ack records of one section of a run file as db_verify.c's JSON list. section: a
+ * number or a target name; NULL when the run has one section. label gets "RUN section
+ * NAME". Returns the list or NULL (message printed).
+ */
+static json_t *acks_from_run(const char *path, const char *section, char *label, size_t len)
+{
+    char err[512];
+    struct h2r_run_reader *rd = NULL;
+    if (h2r_run_reader_open(&rd, path, err, sizeof(err)) != 0) {
+        cli_err("db", "--run %s: %s", path, err);
+        return NULL;
+    }
+    json_t *list = json_array(), *out = NULL;
+    uint32_t ids[256]; /* the first 256 sections, for messages */
+    char names[256][64];
+    size_t n_sec = 0;
+    int64_t want = -1;
+    char *end;
+    long num = section ? strtol(section, &end, 10) : -1;
+    int by_number = section && *section && !*end && num >= 0;
+    struct h2r_run_record rec;
+    int rc;
+    /* sections come before their acks: pick the section as it appears */
+    while (list && (rc = h2r_run_reader_next(rd, &rec)) == 1) {
+        if (rec.kind == H2R_RUN_REC_SECTION) {
+            const struct h2r_run_section *s = &rec.u.section;
+            if (n_sec < sizeof(ids) / sizeof(ids[0])) {
+                ids[n_sec] = s->id;
+                snprintf(names[n_sec], sizeof(names[n_sec]), "%s", s->name);
+                n_sec++;
+            }
+            if (section && want < 0 &&
+                ((by_number && s->id == (uint32_t)num) || strcmp(s->name, section) == 0))
+                want = s->id;
+        } else if (rec.kind == H2R_RUN_REC_ACK) {
+            if (!section || (want >= 0 && rec.u.ack.section == (uint32_t)want))
+                if (rp_ack_json_append(list, &rec.u.ack) != 0)
+                    goto out;
+        }
+    }
+    if (list && rc < 0) {
+        cli_err("db", "--run %s: %s", path, h2r_run_reader_errmsg(rd));
+        goto out;
+    }
+    if (!list) {
+        cli_err("db", "out of memory");
+        goto out;
+    }
+    if (section && want < 0) {
+        cli_err("db", "--section %s: no such section in %s", section, path);
+        goto out;
+    }
+    if (!section && n_sec > 1) {
+        cli_err("db", "--run %s has %zu sections (%s, %s%s): choose one with --section N|NAME",
+                path, n_sec, names[0], names[1], n_sec > 2 ? ", ..." : "");
+        goto out;
+    }
+    snprintf(label, len, "%s section %s", path,
+             section ? section : (n_sec ? names[0] : "(none)"));
+    out = list;
+    list = NULL;
+out:
+    json_decref(list);
+    h2r_run_reader_free(rd);
+    return out;
+}
+
 static int run_verify(struct rp_db *db, const struct db_flags *f)
 {
     json_error_t jerr;
-    json_t *acks = strcmp(f->acks, "-") == 0 ? json_loadf(stdin, 0, &jerr)
-                                             : json_load_file(f->acks, 0, &jerr);
-    if (!acks) {
-        cli_err("db", "--acks %s: %s (line %d)", f->acks, jerr.text, jerr.line);
-        return 1;
+    char label[1200];
+    json_t *acks;
+    if (f->run) {
+        acks = acks_from_run(f->run, f->section, label, sizeof(label));
+        if (!acks)
+            return 1;
+    } else {
+        snprintf(label, sizeof(label), "%s", f->acks);
+        acks = strcmp(f->acks, "-") == 0 ? json_loadf(stdin, 0, &jerr)
+                                         : json_load_file(f->acks, 0, &jerr);
+        if (!acks) {
+            cli_err("db", "--acks %s: %s (line %d)", f->acks, jerr.text, jerr.line);
+            return 1;
+        }
     }
     json_t *rep = NULL;
     int rc = rp_db_verify(db, acks, f->kinds, (size_t)f->max_list, &rep);
@@ -303,7 +387,7 @@ static int run_verify(struct rp_db *db, const struct db_flags *f)
             return 1;
         }
     } else {
-        print_verify_text(db->dsn, f->acks, rep);
+        print_verify_text(db->dsn, label, rep);
     }
     long long lost = (long long)json_integer_value(json_object_get(rep, "acknowledged_but_lost"));
     long long unacked =
@@ -362,7 +446,9 @@ int cmd_db(int argc, char **argv)
         OPT_KINDS,
         OPT_FORMAT,
         OPT_MAX_LIST,
-        OPT_STRICT
+        OPT_STRICT,
+        OPT_RUN,
+        OPT_SECTION
     };
     static const struct option longopts[] = {
         {"db", required_argument, NULL, OPT_DB},
@@ -384,6 +470,8 @@ int cmd_db(int argc, char **argv)
         {"format", required_argument, NULL, OPT_FORMAT},
         {"max-list", required_argument, NULL, OPT_MAX_LIST},
         {"strict", no_argument, NULL, OPT_STRICT},
+        {"run", required_argument, NULL, OPT_RUN},
+        {"section", required_argument, NULL, OPT_SECTION},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
 
@@ -495,6 +583,12 @@ int cmd_db(int argc, char **argv)
         case OPT_STRICT:
             f.strict = 1;
             break;
+        case OPT_RUN:
+            f.run = optarg;
+            break;
+        case OPT_SECTION:
+            f.section = optarg;
+            break;
         case 'h':
             db_usage(stdout);
             return 0;
@@ -513,12 +607,16 @@ int cmd_db(int argc, char **argv)
     }
     int is_watch = strcmp(sub, "watch") == 0, is_verify = strcmp(sub, "verify") == 0;
     int is_reset = !is_watch && !is_verify;
-    if (is_verify && !f.acks) {
-        cli_err("db", "verify: --acks FILE is required");
+    if (is_verify && !f.acks == !f.run) {
+        cli_err("db", "verify: give --acks FILE or --run RUN (one of them)");
         return EXIT_USAGE;
     }
-    if (!is_verify && (f.acks || f.strict)) {
-        cli_err("db", "%s: --acks/--strict only apply to verify", sub);
+    if (f.section && !f.run) {
+        cli_err("db", "verify: --section only applies with --run");
+        return EXIT_USAGE;
+    }
+    if (!is_verify && (f.acks || f.strict || f.run)) {
+        cli_err("db", "%s: --acks/--run/--strict only apply to verify", sub);
         return EXIT_USAGE;
     }
     if (!is_watch && (f.output || f.count || f.duration_ns)) {

@@ -10,6 +10,7 @@
  * named values when they are written, on the coordinator.
  */
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,6 +168,28 @@ size_t rp_dbwatch_values(const struct rp_db_sample *s, struct h2r_counter *out, 
     return n;
 }
 
+/* ---- acknowledgements ---- */
+
+/*
+ * Writes the queued acknowledgements as ack records; those of section also go to keep
+ * (a JSON array in db_verify.c's form) when keep is not NULL. Returns 0 or the writer's error.
+ */
+static int drain_acks(struct h2r_run_writer *wr, uint32_t section, json_t *keep)
+{
+    struct rp_ack_item *items = NULL;
+    size_t n = rp_ack_take(&items, NULL);
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        struct h2r_run_ack a;
+        rp_ack_to_run(&items[i], &a);
+        rc = h2r_run_write_ack(wr, &a);
+        if (keep && a.section == section)
+            rp_ack_json_append(keep, &a); /* out of memory: verify sees one ack fewer */
+    }
+    free(items);
+    return rc;
+}
+
 #ifdef H2R_HAVE_DB
 
 /* ---- the watcher ---- */
@@ -193,6 +216,10 @@ struct rp_dbwatch {
     uint64_t dropped;
     uint64_t failed;
     int warned;
+
+    json_t *acks;          /* this section's acknowledgements, for the verify */
+    uint64_t acks_dropped0; /* rp_ack's lost count when the section started */
+    int verified;
 };
 
 int rp_dbwatch_available(void)
@@ -269,6 +296,8 @@ int rp_dbwatch_start(struct rp_dbwatch **out, const struct h2r_replay_opts *o, c
         return h2r_seterr(errbuf, errlen, H2R_ERR_NOMEM, "out of memory");
     }
     w->interval = o->db_interval_ns > 0 ? o->db_interval_ns : DEFAULT_INTERVAL_NS;
+    w->acks = json_array();
+    w->acks_dropped0 = rp_ack_dropped();
     pthread_mutex_init(&w->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -299,11 +328,92 @@ int rp_dbwatch_start(struct rp_dbwatch **out, const struct h2r_replay_opts *o, c
     return 0;
 }
 
+/* A short JSON text of one example entity or row, for the verify record. */
+static const char *example_text(const json_t *e, char *buf, size_t len)
+{
+    char *txt = json_dumps(e, JSON_COMPACT | JSON_SORT_KEYS);
+    snprintf(buf, len, "%s", txt ? txt : "?");
+    free(txt);
+    return buf;
+}
+
+/* The end-of-section check: this section's acknowledgements against the database. */
+static int verify_section(struct rp_dbwatch *w, struct h2r_run_writer *wr, uint32_t section,
+                          int64_t t0, int quiet)
+{
+    struct h2r_run_verify v;
+    memset(&v, 0, sizeof(v));
+    v.section = section;
+    v.db_kind = w->engine;
+    v.acks = json_array_size(w->acks);
+    v.acks_dropped = rp_ack_dropped() - w->acks_dropped0;
+    unsigned kinds = (1u << RP_DB_USERS) | (1u << RP_DB_NODES) | (1u << RP_DB_PRE_AUTH_KEYS);
+    size_t i;
+    json_t *a;
+    json_array_foreach(w->acks, i, a) {
+        if (strcmp(json_string_value(json_object_get(a, "kind")), "api_key") == 0)
+            kinds |= 1u << RP_DB_API_KEYS; /* only when the replay made API keys itself */
+    }
+    json_t *rep = NULL;
+    char err[512];
+    /* examples: H2R_RUN_VERIFY_MAX_EXAMPLES per list, as short JSON texts */
+    static char ex[H2R_RUN_VERIFY_MAX_KINDS][2][H2R_RUN_VERIFY_MAX_EXAMPLES][200];
+    int64_t start = h2r_now_mono_ns();
+    int rc = w->acks ? rp_db_verify(w->db, w->acks, kinds, H2R_RUN_VERIFY_MAX_EXAMPLES, &rep)
+                     : H2R_ERR_NOMEM;
+    v.t_ns = start - t0;
+    if (rc) {
+        snprintf(err, sizeof(err), "%s", w->acks ? rp_db_errmsg(w->db) : "out of memory");
+        v.error = err;
+        if (!quiet)
+            fprintf(stderr, "replay: warning: --db verify failed: %s\n", err);
+    } else {
+        v.ignored = (uint64_t)json_integer_value(json_object_get(rep, "ignored_entities"));
+        const char *name;
+        json_t *k;
+        json_object_foreach(json_object_get(rep, "kinds"), name, k) {
+            if (v.n_kinds == H2R_RUN_VERIFY_MAX_KINDS)
+                break;
+            struct h2r_run_verify_kind *vk = &v.kinds[v.n_kinds];
+            vk->kind = name;
+            vk->acknowledged = (uint64_t)json_integer_value(json_object_get(k, "acknowledged"));
+            vk->present = (uint64_t)json_integer_value(json_object_get(k, "present"));
+            vk->lost = (uint64_t)json_integer_value(json_object_get(k, "lost"));
+            vk->unacknowledged =
+                (uint64_t)json_integer_value(json_object_get(k, "unacknowledged"));
+            size_t j;
+            json_t *e;
+            json_array_foreach(json_object_get(k, "lost_entities"), j, e) {
+                size_t x = vk->n_lost_examples;
+                if (x < H2R_RUN_VERIFY_MAX_EXAMPLES) {
+                    vk->lost_examples[x] = example_text(e, ex[v.n_kinds][0][x], 200);
+                    vk->n_lost_examples++;
+                }
+            }
+            json_array_foreach(json_object_get(k, "unacknowledged_rows"), j, e) {
+                size_t x = vk->n_unacked_examples;
+                if (x < H2R_RUN_VERIFY_MAX_EXAMPLES) {
+                    vk->unacked_examples[x] = example_text(e, ex[v.n_kinds][1][x], 200);
+                    vk->n_unacked_examples++;
+                }
+            }
+            if (vk->lost && !quiet)
+                fprintf(stderr, "replay: %s: %llu acknowledged %s lost (not in the database)\n",
+                        w->db->dsn, (unsigned long long)vk->lost, name);
+            v.n_kinds++;
+        }
+    }
+    rc = h2r_run_write_verify(wr, &v);
+    json_decref(rep);
+    return rc;
+}
+
 int rp_dbwatch_drain(struct rp_dbwatch *w, struct h2r_run_writer *wr, uint32_t section, int64_t t0,
                      int quiet)
 {
+    int arc = drain_acks(wr, section, w ? w->acks : NULL);
     if (!w)
-        return 0;
+        return arc;
     /* Move the queue out under the lock (a copy of at most the ring), write outside it. */
     struct queued *batch = NULL;
     size_t n = 0;
@@ -355,7 +465,11 @@ int rp_dbwatch_drain(struct rp_dbwatch *w, struct h2r_run_writer *wr, uint32_t s
         rc = h2r_run_write_db_sample(wr, &rec);
     }
     free(batch);
-    return rc;
+    if (!rc && !arc && !w->running && !w->verified) { /* stopped: the section is over */
+        w->verified = 1;
+        rc = verify_section(w, wr, section, t0, quiet);
+    }
+    return rc ? rc : arc;
 }
 
 void rp_dbwatch_stop(struct rp_dbwatch *w)
@@ -376,6 +490,7 @@ void rp_dbwatch_free(struct rp_dbwatch *w)
         return;
     rp_dbwatch_stop(w);
     rp_db_close(w->db);
+    json_decref(w->acks);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
     free(w->ring);
@@ -405,8 +520,8 @@ int rp_dbwatch_start(struct rp_dbwatch **out, const struct h2r_replay_opts *o, c
 int rp_dbwatch_drain(struct rp_dbwatch *w, struct h2r_run_writer *wr, uint32_t section, int64_t t0,
                      int quiet)
 {
-    (void)w, (void)wr, (void)section, (void)t0, (void)quiet;
-    return 0;
+    (void)w, (void)t0, (void)quiet;
+    return drain_acks(wr, section, NULL);
 }
 
 void rp_dbwatch_stop(struct rp_dbwatch *w)

@@ -22,6 +22,7 @@
 
 #include "h2replay/replay.h"
 #include "h2replay/run.h"
+#include "rp_ack.h" /* the drain also writes the acknowledgements (both engines include us) */
 #include "rp_url.h"
 
 /* Shortest --db-interval (the adapters' sampling takes ~0.5 ms on SQLite, a few ms on PostgreSQL).
@@ -60,9 +61,13 @@ int rp_dbwatch_start(struct rp_dbwatch **out, const struct h2r_replay_opts *o, c
 /*
  * Writes the samples queued so far as db_sample records of section, their
  * times relative to t0 (CLOCK_MONOTONIC ns, the section's origin: the
- * baseline sample comes before it, so its time is negative). Coordinator thread only. NULL w is a
- * no-op. Returns 0 or the run writer's error. Prints the first failed sample's message on stderr
- * unless quiet.
+ * baseline sample comes before it, so its time is negative), and the
+ * acknowledgements queued so far (rp_ack.h) as ack records -- those also
+ * when w is NULL (no --db). Once w is stopped (rp_dbwatch_stop), the drain
+ * also checks the section's acknowledgements against the database
+ * (rp_db_verify) and writes one verify record. Coordinator thread only.
+ * Returns 0 or the run writer's error. Prints the first failed sample's
+ * message, and a verify that found losses, on stderr unless quiet.
  */
 int rp_dbwatch_drain(struct rp_dbwatch *w, struct h2r_run_writer *wr, uint32_t section, int64_t t0,
                      int quiet);

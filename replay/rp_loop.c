@@ -39,6 +39,7 @@
 #include "h2replay/error.h"
 #include "h2replay/run.h"
 #include "h2replay/units.h"
+#include "rp_ack.h"
 #include "rp_h2.h"
 #include "rp_loop.h"
 #include "rp_rewrite.h"
@@ -675,6 +676,9 @@ static void submit(struct rp_worker *w, struct xrun *x, struct wconn *wc)
         if (rp_rewrite_wants_response(w->cfg.rw, w->plan, x->gx))
             st->cap = calloc(1, sizeof(*st->cap));
     }
+    /* a creation the server may acknowledge: keep its (bounded) response for rp_ack.c */
+    if (!st->cap && rp_ack_method_of(px->method, x->path_owned ? x->path_owned : px->path))
+        st->cap = calloc(1, sizeof(*st->cap));
     if (n_hdrs + 1 > w->nv_cap) {
         nghttp2_nv *nv = realloc(w->nv, (n_hdrs + 1) * sizeof(*nv));
         if (!nv) {
@@ -791,6 +795,32 @@ static void conn_ready(struct rp_worker *w, struct wconn *wc)
 
 /* ---- completion ---- */
 
+/*
+ * x completed: if it was a creation the server confirmed (gRPC status 0, or a REST 2xx),
+ * queue what was created for the run file (rp_ack.h). The response was kept in st->cap
+ * for exactly these requests; the request body (as sent) is the fallback.
+ */
+static void acknowledge(struct rp_worker *w, const struct xrun *x, const struct rp_px *px,
+                        const struct rp_stream *st)
+{
+    enum rp_ack_method m = rp_ack_method_of(px->method, x->path_owned ? x->path_owned : px->path);
+    if (m == RP_ACK_NONE)
+        return;
+    int ok = m >= RP_ACK_REST_USER ? st->status >= 200 && st->status < 300
+                                   : st->status == 200 && st->grpc_status == 0;
+    if (!ok)
+        return;
+    struct rp_ack_entity e;
+    const uint8_t *resp = st->cap ? st->cap->body : NULL;
+    size_t resp_len = st->cap && !st->cap->truncated ? st->cap->body_len : 0;
+    size_t req_len = st->body_stored < st->body_len ? st->body_stored : (size_t)st->body_len;
+    if (rp_ack_parse(m, st->body, req_len, resp, resp_len, &e) == 0)
+        rp_ack_push(w->cfg.section, px->id, w->plan->conns[px->conn].trace_id,
+                    st->t_done - w->cfg.t0, &e);
+    else
+        rp_ack_unidentified();
+}
+
 static void complete(struct rp_worker *w, struct xrun *x)
 {
     const struct rp_plan *plan = w->plan;
@@ -811,8 +841,9 @@ static void complete(struct rp_worker *w, struct xrun *x)
             cls = H2R_EC_GRPC_STATUS;
         if (x->t_sent)
             rp_hist_add(&live->latency, st->t_done - x->t_sent);
-        if (st->cap && w->cfg.rw)
+        if (st->cap && w->cfg.rw && rp_rewrite_wants_response(w->cfg.rw, plan, x->gx))
             rp_rewrite_observe(w->cfg.rw, plan, x->gx, st->status, st->cap);
+        acknowledge(w, x, px, st); /* before the rewrite releases the request body */
     }
     if (x->rw_handle) {
         rp_rewrite_release(w->cfg.rw, x->rw_handle);

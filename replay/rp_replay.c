@@ -146,6 +146,9 @@ struct section_stats {
     uint64_t errors;
     uint64_t by_class[H2R_EC_MAX_];
     int64_t max_late;
+    uint64_t emfile;     /* results failed because the client ran out of descriptors */
+    uint64_t peak_fds;   /* engine resources, sampled once a second */
+    uint64_t peak_conns;
 };
 
 struct replay_ctx {
@@ -168,6 +171,8 @@ static void write_results(struct replay_ctx *ctx, struct rp_batch *list, struct 
                 st->errors++;
             if (r->err_class < H2R_EC_MAX_)
                 st->by_class[r->err_class]++;
+            if (r->err_class != H2R_EC_NONE && rp_detail_is_fd_exhaustion(r->err_detail))
+                st->emfile++;
             if (ctx->write_err)
                 continue;
             int rc = h2r_run_write_result(ctx->wr, r);
@@ -221,6 +226,11 @@ static void sample(struct replay_ctx *ctx, const struct rp_target *t, uint32_t s
     live_read(lives, ctx->n_threads, &cur);
     if (cur.max_late > st->max_late)
         st->max_late = cur.max_late;
+    if (cur.open_conns > st->peak_conns)
+        st->peak_conns = cur.open_conns;
+    int64_t fds = rp_count_open_fds();
+    if (fds > 0 && (uint64_t)fds > st->peak_fds)
+        st->peak_fds = (uint64_t)fds;
     struct h2r_run_sample s;
     memset(&s, 0, sizeof(s));
     s.section = section;
@@ -300,6 +310,16 @@ static void summary(const struct rp_target *t, const struct section_stats *st,
     fprintf(stderr,
             "  send lateness p50 %s p99 %s max %s; response time p50 %s p99 %s; %u connections\n",
             l50, l99, lmax, r50, r99, conns);
+}
+
+/* p99 send lateness over the loop threads' histograms. */
+static int64_t late_p99(struct rp_live *lives, uint32_t n)
+{
+    uint64_t late[RP_HIST_BUCKETS];
+    memset(late, 0, sizeof(late));
+    for (uint32_t i = 0; i < n; i++)
+        rp_hist_snapshot(&lives[i].late, late);
+    return rp_hist_quantile(late, 0.99);
 }
 
 static int64_t cpu_ns(const struct timeval *tv)
@@ -497,6 +517,15 @@ static int run_section(struct replay_ctx *ctx, uint32_t section, const struct rp
     end.cpu_user_ns = cpu_ns(&ru1.ru_utime) - cpu_ns(&ru0.ru_utime);
     end.cpu_sys_ns = cpu_ns(&ru1.ru_stime) - cpu_ns(&ru0.ru_stime);
     end.max_rss_kb = (uint64_t)ru1.ru_maxrss;
+    end.loop_threads = n;
+    end.max_late_ns = st.max_late;
+    end.late_p99_ns = late_p99(lives, started);
+    end.peak_fds = st.peak_fds;
+    end.peak_conns = st.peak_conns;
+    end.emfile_errors = st.emfile;
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY)
+        end.fd_limit = (uint64_t)nofile.rlim_cur;
     if (!ctx->write_err) {
         int wrc = h2r_run_write_section_end(ctx->wr, &end);
         if (!wrc)
@@ -570,6 +599,118 @@ static int run_between(const char *cmd, const struct rp_target *prev, const stru
                       WIFSIGNALED(status) ? WTERMSIG(status) : 0, next->name);
 }
 
+/* ---- per-target --set values ---- */
+
+/*
+ * "TARGET:NAME=VALUE" applies to the target named TARGET only. Variable names may hold
+ * ':' (rw_rules.c), so the prefix counts only when it is exactly a target's name. Returns
+ * the target's index with *rest at NAME=VALUE, or -1 (a value for every target).
+ */
+static int set_target(const char *spec, const struct rp_target *t, size_t n, const char **rest)
+{
+    const char *colon = strchr(spec, ':'), *eq = strchr(spec, '=');
+    if (!colon || (eq && colon > eq))
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (strlen(t[i].name) == (size_t)(colon - spec) &&
+            memcmp(t[i].name, spec, (size_t)(colon - spec)) == 0) {
+            *rest = colon + 1;
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+static int any_target_set(const struct h2r_replay_opts *o, const struct rp_target *t, size_t n)
+{
+    const char *rest;
+    for (size_t i = 0; i < o->n_set_vars; i++)
+        if (set_target(o->set_vars[i], t, n, &rest) >= 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * Copies o into *so with the --set values target ti sees: the unprefixed ones, then its own
+ * (prefix stripped, so they win over an unprefixed value of the same name). *vars (caller
+ * frees) backs so->set_vars. Returns 0 or H2R_ERR_NOMEM.
+ */
+static int target_opts(const struct h2r_replay_opts *o, const struct rp_target *t, size_t n,
+                       int ti, struct h2r_replay_opts *so, const char ***vars)
+{
+    *so = *o;
+    *vars = calloc(o->n_set_vars + 1, sizeof(**vars));
+    if (!*vars)
+        return H2R_ERR_NOMEM;
+    size_t k = 0;
+    const char *rest;
+    for (size_t i = 0; i < o->n_set_vars; i++)
+        if (set_target(o->set_vars[i], t, n, &rest) < 0)
+            (*vars)[k++] = o->set_vars[i];
+    for (size_t i = 0; i < o->n_set_vars; i++)
+        if (set_target(o->set_vars[i], t, n, &rest) == ti)
+            (*vars)[k++] = rest;
+    so->set_vars = *vars;
+    so->n_set_vars = k;
+    return 0;
+}
+
+/* A fresh rewrite context for target ti (per-target --set values), checked against the plan. */
+static int target_rewrite(struct replay_ctx *ctx, const struct rp_target *t, size_t n, int ti,
+                          char *errbuf, size_t errlen)
+{
+    struct h2r_replay_opts so;
+    const char **vars = NULL;
+    rp_rewrite_free(ctx->rw);
+    ctx->rw = NULL;
+    int rc = target_opts(ctx->o, t, n, ti, &so, &vars);
+    if (rc) {
+        h2r_seterr(errbuf, errlen, rc, "out of memory");
+        goto out;
+    }
+    rc = rp_rewrite_new(&ctx->rw, &so, ctx->plan, errbuf, errlen);
+    if (!rc)
+        rc = rp_rewrite_check(ctx->rw, ctx->plan, errbuf, errlen);
+    if (rc && errbuf[0] && strlen(errbuf) + 40 < errlen) {
+        char tmp[512];
+        snprintf(tmp, sizeof(tmp), "%s", errbuf);
+        snprintf(errbuf, errlen, "target '%s': %s", t[ti].name, tmp);
+    }
+out:
+    free(vars); /* the rewrite context copied the values it keeps */
+    return rc;
+}
+
+/*
+ * Node sessions replay every target in one driver (rp_nodes.c) with one set of values:
+ * per-target values work there with a single target (its prefix is stripped).
+ */
+static int nodes_opts(const struct h2r_replay_opts *o, struct h2r_replay_opts *so,
+                      const char ***vars, char *errbuf, size_t errlen)
+{
+    struct rp_target *t = calloc(o->n_targets + 1, sizeof(*t));
+    int rc = t ? 0 : H2R_ERR_NOMEM;
+    size_t n = 0;
+    *so = *o;
+    *vars = NULL;
+    for (; !rc && n < o->n_targets && o->targets; n++)
+        if (rp_target_parse(o->targets[n], &t[n], errbuf, errlen))
+            goto out; /* the nodes driver reports a bad target itself */
+    if (rc || !any_target_set(o, t, n))
+        goto out;
+    if (n != 1) {
+        rc = h2r_seterr(errbuf, errlen, H2R_ERR_ARG,
+                        "--set TARGET:NAME=VALUE: node sessions take one target per run");
+        goto out;
+    }
+    rc = target_opts(o, t, n, 0, so, vars);
+out:
+    free(t);
+    if (rc == H2R_ERR_NOMEM)
+        h2r_seterr(errbuf, errlen, rc, "out of memory");
+    return rc;
+}
+
 /* ---- entry point ---- */
 
 static int check_opts(const struct h2r_replay_opts *o, char *errbuf, size_t errlen)
@@ -597,9 +738,17 @@ int h2r_replay_run(const struct h2r_replay_opts *o, struct h2r_replay_result *re
         res = &dummy;
     memset(res, 0, sizeof(*res));
     stop_requested = 0; /* a stop asked for during an earlier run does not carry over */
+    rp_ack_reset();     /* nor do acknowledgements of an earlier run */
 #ifdef H2R_HAVE_TS
-    if (rp_nodes_wanted(o)) /* TS2021 node sessions: replay/rp_nodes.c */
-        return rp_nodes_replay_run(o, res, errbuf, errlen);
+    if (rp_nodes_wanted(o)) { /* TS2021 node sessions: replay/rp_nodes.c */
+        struct h2r_replay_opts so;
+        const char **vars = NULL;
+        int nrc = nodes_opts(o, &so, &vars, errbuf, errlen);
+        if (!nrc)
+            nrc = rp_nodes_replay_run(&so, res, errbuf, errlen);
+        free(vars);
+        return nrc;
+    }
 #endif
     int rc = check_opts(o, errbuf, errlen);
     if (!rc)
@@ -637,7 +786,8 @@ int h2r_replay_run(const struct h2r_replay_opts *o, struct h2r_replay_result *re
     if (rc)
         goto out;
     if (ctx.plan->n_xs == 0) {
-        rc = h2r_seterr(errbuf, errlen, H2R_ERR_FORMAT, "%s: the trace has no exchanges",
+        rc = h2r_seterr(errbuf, errlen, H2R_ERR_FORMAT, "%s: the trace has no HTTP/2 exchanges (captured TS2021 "
+                        "sessions replay against ts2021+http(s):// targets)",
                         o->trace_path);
         goto out;
     }
@@ -645,10 +795,15 @@ int h2r_replay_run(const struct h2r_replay_opts *o, struct h2r_replay_result *re
         fprintf(stderr,
                 "replay: warning: %s ends in damage; replaying the %u exchanges before it\n",
                 o->trace_path, ctx.plan->n_xs);
-    rc = rp_rewrite_new(&ctx.rw, o, ctx.plan, errbuf, errlen);
-    if (rc)
-        goto out;
-    rc = rp_rewrite_check(ctx.rw, ctx.plan, errbuf, errlen);
+    int per_target = any_target_set(o, targets, o->n_targets);
+    if (per_target) { /* --set TARGET:NAME=VALUE: check every target's values up front */
+        for (size_t i = 0; i < o->n_targets && !rc; i++)
+            rc = target_rewrite(&ctx, targets, o->n_targets, (int)i, errbuf, errlen);
+    } else {
+        rc = rp_rewrite_new(&ctx.rw, o, ctx.plan, errbuf, errlen);
+        if (!rc)
+            rc = rp_rewrite_check(ctx.rw, ctx.plan, errbuf, errlen);
+    }
     if (rc)
         goto out;
     ctx.n_threads = (uint32_t)o->threads;
@@ -705,6 +860,11 @@ int h2r_replay_run(const struct h2r_replay_opts *o, struct h2r_replay_result *re
                 res->interrupted = 1;
                 break;
             }
+        }
+        if (per_target) {
+            rc = target_rewrite(&ctx, targets, o->n_targets, (int)i, errbuf, errlen);
+            if (rc)
+                break;
         }
         rc = run_section(&ctx, i, &targets[i], res, errbuf, errlen);
         if (rc || res->interrupted)

@@ -55,6 +55,16 @@ struct rp_live {
 void rp_live_late(struct rp_live *l, int64_t v);
 
 /*
+ * Engine resources (issue 8: the report must say when the client is the
+ * bottleneck). The process's open file descriptors (entries of
+ * /proc/self/fd; -1 when unreadable) and whether a failure detail says the
+ * client ran out of descriptors (EMFILE, ENFILE) rather than the server
+ * failing.
+ */
+int64_t rp_count_open_fds(void);
+int rp_detail_is_fd_exhaustion(const char *detail);
+
+/*
  * A per-thread table of distinct failure-detail strings. Details often point
  * into a connection's buffers, which die with it, so results keep a copy; the
  * table is bounded (RP_STRTAB_MAX entries) and returns a fixed explanation
