@@ -16,30 +16,39 @@
 #include "h2replay/units.h"
 
 #define MAX_SET_VARS 4096
+#define CLONE_JITTER_DEFAULT_NS 1000000000LL /* --clone without --clone-jitter (docs/ts2021.md) */
 
 static void replay_usage(FILE *f)
 {
     fprintf(f,
             "usage: h2replay replay TRACE --target [NAME=]URL [--target ...] -o RUN [options]\n"
-            "       h2replay replay --nodes N --target ts2021+http://HOST:PORT --set authkey=KEY\n"
-            "                       -o RUN [options]     (TS2021 node sessions, docs/ts2021.md)\n"
+            "       h2replay replay --nodes N --target ts2021+http://HOST:PORT\n"
+            "           --set authkey=KEY -o RUN [options]  (TS2021 node sessions)\n"
+            "       h2replay replay TRACE --target ts2021+http://HOST:PORT\n"
+            "           --set authkey=KEY -o RUN [options]  (its captured TS2021 sessions)\n"
             "\n"
             "Re-issues the trace's HTTP/2 exchanges against each target in turn, with the\n"
             "captured timing scaled by --speed, one connection per captured connection, and\n"
             "writes one result per exchange and target into the run file.\n"
             "\n"
             "targets:\n"
-            "  -T, --target [NAME=]URL  http://host[:port] = HTTP/2 cleartext (prior knowledge),\n"
-            "                           https://host[:port] = TLS with ALPN h2. Repeatable; one\n"
-            "                           run-file section per target. The URL's authority replaces\n"
-            "                           :authority and :scheme; the captured path is kept.\n"
+            "  -T, --target [NAME=]URL  http://host[:port] = HTTP/2 cleartext (prior\n"
+            "                           knowledge), https://host[:port] = TLS with ALPN h2.\n"
+            "                           Repeatable; one run-file section per target. The\n"
+            "                           URL's authority replaces :authority and :scheme;\n"
+            "                           the captured path is kept. ts2021+http(s)://: below\n"
             "      --between CMD        run `/bin/sh -c CMD` between targets (environment:\n"
             "                           H2R_PREV_TARGET, H2R_NEXT_TARGET, H2R_NEXT_URL,\n"
-            "                           H2R_RUN_FILE); a non-zero exit stops the replay (exit 1)\n"
-            "      --db [NAME=]DSN      sample target NAME's database while it replays (no NAME:\n"
-            "                           every target without its own --db): row counts, SQLite\n"
-            "                           WAL and pages, PostgreSQL locks, waits, commits and\n"
-            "                           rollbacks, as db_sample records (DSNs as in `h2replay db`)\n"
+            "                           H2R_RUN_FILE); a non-zero exit stops the replay\n"
+            "                           (exit 1)\n"
+            "      --db [NAME=]DSN      sample target NAME's database while it replays (no\n"
+            "                           NAME: every target without its own --db): row\n"
+            "                           counts, SQLite WAL and pages, PostgreSQL locks,\n"
+            "                           waits, commits and rollbacks, as db_sample records\n"
+            "                           (DSNs as in `h2replay db`); at the section's end,\n"
+            "                           checks what the server acknowledged against it (a\n"
+            "                           verify record: acknowledged but lost, present but\n"
+            "                           never acknowledged)\n"
             "      --db-interval DUR    database sample interval (default 1s, at least 10ms)\n"
             "timing:\n"
             "  -s, --speed X|max        time scale: 1 = as captured (default), 10 = ten times\n"
@@ -54,27 +63,39 @@ static void replay_usage(FILE *f)
             "sharding (N processes or machines replay one trace; docs/distributed.md):\n"
             "      --shard I/N          replay only shard I of N (I 0-based, as\n"
             "                           $JOB_COMPLETION_INDEX): captured connections by first\n"
-            "                           request, dealt round-robin; N shards = the trace once\n"
+            "                           request, dealt round-robin; N shards = the trace\n"
+            "                           once; node sessions by identity (never splitting\n"
+            "                           one node's sessions)\n"
             "      --start-at TIME      shared t0: RFC 3339 UTC (2026-11-27T01:00:00Z),\n"
             "                           +30s from now, or Unix seconds/ns; sleeps until then\n"
             "                           (at most 24h ahead, 5s late); one target only\n"
             "TLS:\n"
             "      --insecure           do not verify the server certificate\n"
-            "      --cacert FILE        verify against this PEM bundle instead of the system CAs\n"
+            "      --cacert FILE        verify against this PEM bundle, not the system CAs\n"
             "rewriting (placeholders left by capture redaction, rewrite rules):\n"
-            "      --set NAME=VALUE     value for $H2R{NAME} (repeatable; masked in the run file)\n"
+            "      --set NAME=VALUE     value for $H2R{NAME} (repeatable; masked in the run\n"
+            "                           file)\n"
+            "      --set TARGET:NAME=VALUE  the same for the target named TARGET only (wins\n"
+            "                           over NAME=VALUE there)\n"
             "      --set-file FILE      NAME=VALUE lines\n"
             "      --rewrite FILE       rewrite rules (docs/rewrite-rules.md)\n"
-            "TS2021 node sessions (targets ts2021+http:// or ts2021+https://, no TRACE):\n"
-            "      --nodes N            N synthetic nodes: each registers with the pre-auth key\n"
-            "                           of --set authkey=KEY, then holds a netmap stream\n"
+            "TS2021 node sessions (targets ts2021+http:// or ts2021+https://):\n"
+            "  with a TRACE: its captured TS2021 sessions, at their captured starts and\n"
+            "  lifetimes (--speed scales both); one identity per captured node, so a\n"
+            "  reconnect presents the same keys; sessions without a completed handshake\n"
+            "  give one skipped result each; the trace's HTTP/2 exchanges are not replayed\n"
+            "      --nodes N            instead of a TRACE: N synthetic nodes; each registers\n"
+            "                           with --set authkey=KEY, then holds a netmap stream\n"
             "      --arrival DUR        spread the N starts uniformly over DUR (default 0)\n"
-            "      --hold DUR           each session's lifetime from its start (default 0: close\n"
-            "                           after the first netmap); --speed scales both\n"
-            "      --clone N            replay every planned session N times, new identities\n"
-            "      --clone-jitter DUR   spread the copies' starts over DUR (copy k: +DUR*k/N)\n"
-            "      --capver N           capability version sent (default 130; Headscale\n"
-            "                           v0.23.0 accepts >= 61, v0.29.2 >= 113)\n"
+            "      --hold DUR           each session's lifetime from its start (default 0:\n"
+            "                           close after the first netmap); --speed scales both\n"
+            "      --clone N            replay every planned session N times: copy k of a\n"
+            "                           node is one new identity for all its sessions\n"
+            "      --clone-jitter DUR   spread the copies' starts over DUR (copy k: +DUR*k/N;\n"
+            "                           default 1s with --clone)\n"
+            "      --capver N           capability version sent (default: the trace's, when\n"
+            "                           its sessions agree, else 130; Headscale v0.23.0\n"
+            "                           accepts >= 61, v0.29.2 >= 113)\n"
             "      --omit-peers         light sessions: register + OmitPeers map, no stream\n"
             "      --keepalive-window DUR  map stream silence that is stream_stalled (120s)\n"
             "                           (--timeout bounds register and the first netmap,\n"
@@ -82,7 +103,8 @@ static void replay_usage(FILE *f)
             "output:\n"
             "  -o, --output RUN         run file to write\n"
             "      --label TEXT         free text stored with every section\n"
-            "      --progress           progress line on stderr every second (default on a TTY)\n"
+            "      --progress           progress line on stderr every second (default on a\n"
+            "                           TTY)\n"
             "  -q, --quiet              no progress and no summary\n"
             "\n"
             "Failed requests are data, not errors: each result carries a class (refused,\n"
@@ -242,7 +264,7 @@ int cmd_replay(int argc, char **argv)
     size_t n_targets = 0;
     const char **sets = NULL;
     size_t n_sets = 0;
-    int quiet = 0, progress = isatty(STDERR_FILENO);
+    int quiet = 0, progress = isatty(STDERR_FILENO), jitter_given = 0;
     int rc = EXIT_USAGE;
     char *command = NULL;
     optind = 1;
@@ -380,6 +402,7 @@ int cmd_replay(int argc, char **argv)
                 cli_err("replay", "'%s' is not a duration (e.g. 0, 500ms, 30s, 2m)", optarg);
                 goto out;
             }
+            jitter_given |= c == OPT_CLONE_JITTER;
             break;
         }
         case OPT_OMIT_PEERS:
@@ -411,7 +434,7 @@ int cmd_replay(int argc, char **argv)
         cli_err("replay", "a TRACE argument is required (see --help)");
         goto out;
     }
-    if (optind < argc) /* none with --nodes: the sessions are synthetic */
+    if (optind < argc) /* with --nodes too: the library refuses TRACE + --nodes clearly */
         o.trace_path = argv[optind++];
     if (optind < argc) {
         cli_err("replay", "unexpected argument '%s'", argv[optind]);
@@ -429,6 +452,8 @@ int cmd_replay(int argc, char **argv)
         cli_err("replay", "--rewrite, --set and --set-file are not supported by this build");
         goto out;
     }
+    if (o.ts.clone > 1 && !jitter_given) /* copies of one session do not all start at once */
+        o.ts.clone_jitter_ns = CLONE_JITTER_DEFAULT_NS;
     o.targets = targets;
     o.dbs = dbs;
     o.n_dbs = n_dbs;

@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
@@ -50,6 +51,7 @@
 
 #include <jansson.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
@@ -61,6 +63,7 @@
 #include "rp_h2.h"
 #include "rp_loop.h"
 #include "rp_nodes.h"
+#include "rp_shard.h"
 #include "rp_stats.h"
 #include "rp_timer.h"
 #include "rp_transport.h"
@@ -78,11 +81,13 @@
 #define DEFAULT_STALL_NS 120000000000LL /* tailscale's map watchdog (direct.go) */
 #define MAX_NODES 10000000u
 #define ERR_BODY_KEEP 160 /* bytes of a failed response's body kept for the detail */
+#define KEY_SEED_LEN 32
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 static const char PATH_REGISTER[] = "/machine/register";
 static const char PATH_MAP[] = "/machine/map";
+static const char PATH_UPGRADE[] = "/ts2021"; /* a skipped captured session's only result */
 static const char METHOD_POST[] = "POST";
 
 /* ---- the plan ---- */
@@ -91,6 +96,7 @@ int rp_nodes_plan_synthetic(struct rp_nodes_plan *p, uint32_t n, int64_t arrival
 {
     p->v = NULL;
     p->n = 0;
+    p->identities = 0;
     if (n == 0 || arrival < 0 || hold < 0)
         return H2R_ERR_ARG;
     p->v = calloc(n, sizeof(*p->v));
@@ -102,8 +108,11 @@ int rp_nodes_plan_synthetic(struct rp_nodes_plan *p, uint32_t n, int64_t arrival
         p->v[i].hold = hold;
         p->v[i].identity = i;
         p->v[i].origin = i;
+        p->v[i].seq = i;
+        p->v[i].status = -1;
     }
     p->n = n;
+    p->identities = n;
     return 0;
 }
 
@@ -112,14 +121,188 @@ static int cmp_plan(const void *a, const void *b)
     const struct rp_session_plan *x = a, *y = b;
     if (x->start != y->start)
         return x->start < y->start ? -1 : 1;
-    return x->identity < y->identity ? -1 : x->identity > y->identity;
+    if (x->identity != y->identity)
+        return x->identity < y->identity ? -1 : 1;
+    return x->origin < y->origin ? -1 : x->origin > y->origin;
+}
+
+static int cmp_ts_order(const void *a, const void *b)
+{
+    const struct h2r_ts_session *x = *(const struct h2r_ts_session *const *)a;
+    const struct h2r_ts_session *y = *(const struct h2r_ts_session *const *)b;
+    if (x->t_upgrade_ns != y->t_upgrade_ns)
+        return x->t_upgrade_ns < y->t_upgrade_ns ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int rp_nodes_plan_from_sessions(struct rp_nodes_plan *p, const struct h2r_ts_session *s,
+                                uint32_t n, struct rp_nodes_trace_info *info)
+{
+    struct rp_nodes_trace_info dummy;
+    if (!info)
+        info = &dummy;
+    memset(info, 0, sizeof(*info));
+    p->v = NULL;
+    p->n = 0;
+    p->identities = 0;
+    if (n == 0)
+        return H2R_ERR_ARG;
+    if (n > MAX_NODES)
+        return H2R_ERR_LIMIT;
+    int rc = H2R_ERR_NOMEM;
+    const struct h2r_ts_session **ord = malloc((size_t)n * sizeof(*ord));
+    struct node_map {
+        uint64_t node;
+        uint32_t identity;
+    } *nm = malloc((size_t)n * sizeof(*nm));
+    struct rp_session_plan *v = calloc(n, sizeof(*v));
+    if (!ord || !nm || !v)
+        goto out;
+    for (uint32_t i = 0; i < n; i++)
+        ord[i] = &s[i];
+    qsort(ord, n, sizeof(*ord), cmp_ts_order); /* capture order, whatever the input order */
+    int64_t origin = ord[0]->t_upgrade_ns, last = origin;
+    uint32_t known = 0, next_id = 0, capver = 0;
+    int capver_mixed = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const struct h2r_ts_session *t = ord[i];
+        uint32_t id;
+        if (t->node == 0) {
+            id = next_id++;
+            info->anonymous++;
+        } else {
+            /* nm[0 .. known) stays sorted by node: a binary search, then an insert (a
+         * trace has few nodes; quadratic only in the number of distinct nodes) */
+            uint32_t lo = 0, hi = known;
+            while (lo < hi) {
+                uint32_t mid = lo + (hi - lo) / 2;
+                if (nm[mid].node < t->node)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            if (lo < known && nm[lo].node == t->node) {
+                id = nm[lo].identity;
+            } else {
+                memmove(nm + lo + 1, nm + lo, (known - lo) * sizeof(*nm));
+                nm[lo].node = t->node;
+                nm[lo].identity = id = next_id++;
+                known++;
+            }
+        }
+        struct rp_session_plan *e = &v[i];
+        e->start = t->t_upgrade_ns - origin;
+        e->hold = t->t_end_ns > t->t_upgrade_ns ? t->t_end_ns - t->t_upgrade_ns : 0;
+        e->identity = id;
+        e->origin = i;
+        e->seq = i;
+        e->status = t->status;
+        if (t->t_handshake_ns == 0) {
+            e->skip = (uint8_t)(t->how == H2R_TS_END_UNKNOWN || t->how > H2R_TS_END_UNDECODABLE
+                                    ? H2R_TS_END_REJECTED
+                                    : t->how);
+            info->skipped++;
+        }
+        if (t->t_end_ns > last)
+            last = t->t_end_ns;
+        if (t->capver) {
+            if (capver && capver != t->capver)
+                capver_mixed = 1;
+            capver = t->capver;
+        }
+    }
+    info->sessions = n;
+    info->nodes = known;
+    info->capver = capver_mixed ? 0 : capver;
+    info->origin_ns = origin;
+    info->span_ns = last - origin;
+    p->v = v;
+    p->n = n;
+    p->identities = next_id;
+    v = NULL;
+    rc = 0;
+out:
+    free(ord);
+    free(nm);
+    free(v);
+    return rc;
+}
+
+int rp_nodes_plan_from_trace(struct rp_nodes_plan *p, const char *path,
+                             struct rp_nodes_trace_info *info, char *errbuf, size_t errlen)
+{
+    struct rp_nodes_trace_info dummy;
+    if (!info)
+        info = &dummy;
+    memset(info, 0, sizeof(*info));
+    p->v = NULL;
+    p->n = 0;
+    p->identities = 0;
+    struct h2r_trace_reader *r = NULL;
+    struct h2r_ts_session *v = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t exchanges = 0;
+    int rc = h2r_trace_reader_open(&r, path, errbuf, errlen);
+    if (rc)
+        return rc;
+    for (;;) {
+        struct h2r_trace_record rec;
+        rc = h2r_trace_reader_next(r, &rec);
+        if (rc <= 0)
+            break;
+        if (rec.kind == H2R_REC_EXCHANGE)
+            exchanges++;
+        if (rec.kind != H2R_REC_TS_SESSION)
+            continue;
+        if (n == MAX_NODES) {
+            rc = h2r_seterr(errbuf, errlen, H2R_ERR_LIMIT,
+                            "%s: more than %u TS2021 sessions", path, MAX_NODES);
+            goto out;
+        }
+        if (n == cap) {
+            size_t c = cap ? cap * 2 : 64;
+            struct h2r_ts_session *nv = realloc(v, c * sizeof(*nv));
+            if (!nv) {
+                rc = h2r_seterr(errbuf, errlen, H2R_ERR_NOMEM, "out of memory");
+                goto out;
+            }
+            v = nv;
+            cap = c;
+        }
+        v[n] = rec.u.ts;
+        v[n].recs = NULL; /* borrowed pointers die with the next record: keep scalars only */
+        v[n].n_recs = 0;
+        v[n].reason = NULL;
+        n++;
+    }
+    if (rc < 0) {
+        rc = h2r_seterr(errbuf, errlen, rc, "%s: %s", path, h2r_trace_reader_errmsg(r));
+        goto out;
+    }
+    if (n == 0) {
+        rc = h2r_seterr(errbuf, errlen, H2R_ERR_FORMAT,
+                        "%s: no TS2021 session records (%llu HTTP/2 exchanges): replay it with "
+                        "an http:// or https:// target, or give --nodes N for synthetic node "
+                        "sessions",
+                        path, (unsigned long long)exchanges);
+        goto out;
+    }
+    rc = rp_nodes_plan_from_sessions(p, v, (uint32_t)n, info);
+    if (rc)
+        h2r_seterr(errbuf, errlen, rc, "%s: cannot plan %zu sessions", path, n);
+    info->exchanges = exchanges;
+out:
+    free(v);
+    h2r_trace_reader_free(r);
+    return rc;
 }
 
 int rp_nodes_plan_clone(struct rp_nodes_plan *p, uint32_t copies, int64_t jitter)
 {
     if (copies <= 1)
         return 0;
-    if ((uint64_t)p->n * copies > UINT32_MAX - 1)
+    if ((uint64_t)p->n * copies > UINT32_MAX - 1 ||
+        (uint64_t)p->identities * copies > UINT32_MAX - 1)
         return H2R_ERR_LIMIT;
     struct rp_session_plan *v = calloc((size_t)p->n * copies, sizeof(*v));
     if (!v)
@@ -128,16 +311,61 @@ int rp_nodes_plan_clone(struct rp_nodes_plan *p, uint32_t copies, int64_t jitter
     for (uint32_t i = 0; i < p->n; i++) {
         for (uint32_t c = 0; c < copies; c++, k++) {
             v[k] = p->v[i];
+            /* one offset per copy: a copy of a node keeps its sessions' order and gaps */
             v[k].start += (int64_t)((long double)jitter * c / copies);
             v[k].identity = p->v[i].identity * copies + c;
-            v[k].origin = i;
         }
     }
     qsort(v, k, sizeof(*v), cmp_plan);
+    for (size_t i = 0; i < k; i++)
+        v[i].seq = (uint32_t)i;
     free(p->v);
     p->v = v;
     p->n = (uint32_t)k;
+    p->identities *= copies;
     return 0;
+}
+
+int rp_nodes_plan_shard(struct rp_nodes_plan *p, uint32_t index, uint32_t count,
+                        uint32_t *identities)
+{
+    if (count <= 1) {
+        if (identities)
+            *identities = p->identities;
+        return 0;
+    }
+    if (index >= count)
+        return H2R_ERR_ARG;
+    if (identities)
+        *identities = 0;
+    if (p->n == 0)
+        return 0;
+    int rc = H2R_ERR_NOMEM;
+    uint64_t *keys = malloc((size_t)p->n * sizeof(*keys));
+    int64_t *t_first = malloc((size_t)p->n * sizeof(*t_first));
+    uint32_t *shard = malloc((size_t)p->n * sizeof(*shard));
+    if (!keys || !t_first || !shard)
+        goto out;
+    for (uint32_t i = 0; i < p->n; i++) {
+        keys[i] = p->v[i].identity;
+        t_first[i] = p->v[i].start;
+    }
+    uint32_t units = 0;
+    rc = rp_shard_assign(keys, t_first, p->n, count, shard, &units);
+    if (rc)
+        goto out;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < p->n; i++)
+        if (shard[i] == index)
+            p->v[k++] = p->v[i]; /* order (by start) is kept */
+    p->n = k;
+    if (identities) /* units dealt round-robin: this shard has every count-th one */
+        *identities = units / count + (index < units % count ? 1 : 0);
+out:
+    free(keys);
+    free(t_first);
+    free(shard);
+    return rc;
 }
 
 void rp_nodes_plan_free(struct rp_nodes_plan *p)
@@ -145,6 +373,7 @@ void rp_nodes_plan_free(struct rp_nodes_plan *p)
     free(p->v);
     p->v = NULL;
     p->n = 0;
+    p->identities = 0;
 }
 
 /* ---- worker ---- */
@@ -159,7 +388,6 @@ struct nsess {
     struct rp_timer watch; /* T_WATCH: map stream silence */
     struct nworker *w;
     const struct rp_session_plan *p;
-    uint32_t gi;   /* index in the plan: exchange ids 2 gi (register), 2 gi + 1 (map) */
     uint8_t state; /* enum sess_state */
     uint8_t reg_emitted;
     uint8_t dirty, in_more, conn_dead;
@@ -196,6 +424,7 @@ struct nw_cfg {
     uint32_t pre_cls; /* non-zero: every session fails so (unresolved host, /key failed) */
     const char *pre_detail;
     const uint8_t *control_pub;
+    const uint8_t *key_seed; /* KEY_SEED_LEN bytes: identity keys (identity_keypair) */
     SSL_CTX *ssl_ctx;
     double speed;
     int64_t t0, timeout, connect_timeout, stall;
@@ -308,7 +537,7 @@ static void fill_common(struct nworker *w, struct nsess *s, struct h2r_run_resul
                         const struct rp_stream *st, int step)
 {
     r->section = w->cfg.section;
-    r->exchange_id = 2 * (uint64_t)s->gi + (uint64_t)step;
+    r->exchange_id = 2 * (uint64_t)s->p->seq + (uint64_t)step;
     r->trace_conn = s->p->identity;
     r->conn_index = s->conn_index;
     r->method = METHOD_POST;
@@ -741,11 +970,23 @@ static void conn_ready(struct nworker *w, struct nsess *s)
     update_events(w, s);
 }
 
-/* Substrings of Headscale's pre-auth key errors (hscontrol/auth.go, state.go). */
-static int is_auth_error(const char *e)
+/*
+ * Substrings of Headscale's pre-auth key errors (hscontrol/auth.go, state.go).
+ * Headscale wraps every failure on the pre-auth key path in "handling register
+ * with auth key: ...", also a full disk or a lost database connection, so the
+ * wrapper is skipped before looking: only the server's own reason decides
+ * between auth_key_refused and register_error.
+ */
+int rp_nodes_is_auth_error(const char *e)
 {
+    static const char wrapper[] = "handling register with auth key:";
     static const char *const words[] = {"auth key", "authkey", "auth-key", "preauth",
-                                        "pre-auth"};
+                                        "pre-auth", "pre auth"};
+    while (strncasecmp(e, wrapper, sizeof(wrapper) - 1) == 0) {
+        e += sizeof(wrapper) - 1;
+        while (*e == ' ')
+            e++;
+    }
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
         if (strcasestr(e, words[i]))
             return 1;
@@ -784,7 +1025,7 @@ static void register_done(struct nworker *w, struct nsess *s)
              * whose Error is empty (MachineAuthorized false) */
             int rr_ok = ts_register_response_parse(body, blen, &rr) == 0;
             cls = (st->status == 401 || st->status == 403) ? H2R_EC_TS_AUTH : H2R_EC_TS_REGISTER;
-            if (rr_ok && rr.error[0] && is_auth_error(rr.error))
+            if (rr_ok && rr.error[0] && rp_nodes_is_auth_error(rr.error))
                 cls = H2R_EC_TS_AUTH;
             if (rr_ok && rr.error[0])
                 detail = internf(w, "HTTP %d: %s", st->status, rr.error);
@@ -797,7 +1038,7 @@ static void register_done(struct nworker *w, struct nsess *s)
             cls = H2R_EC_TS_REGISTER;
             detail = internf(w, "not a RegisterResponse: %s", text);
         } else if (rr.error[0]) {
-            cls = is_auth_error(rr.error) ? H2R_EC_TS_AUTH : H2R_EC_TS_REGISTER;
+            cls = rp_nodes_is_auth_error(rr.error) ? H2R_EC_TS_AUTH : H2R_EC_TS_REGISTER;
             detail = intern(w, rr.error);
         } else if (rr.auth_url[0]) {
             cls = H2R_EC_TS_REGISTER;
@@ -812,6 +1053,9 @@ static void register_done(struct nworker *w, struct nsess *s)
     }
     int64_t now = st->t_done ? st->t_done : h2r_now_mono_ns();
     emit_register(w, s, cls, detail, s->reg_sent, now);
+    if (cls == H2R_EC_NONE) /* accepted: the node is acknowledged (rp_ack.h, via rp_dbwatch.h) */
+        rp_ack_node_registered(w->cfg.section, 2 * (uint64_t)s->p->seq, s->p->identity,
+                               now - w->cfg.t0, s->reg_body, s->reg_len);
     rp_capture_free(st->cap);
     st->cap = NULL;
     free(s->reg_body);
@@ -966,6 +1210,78 @@ static void conn_died(struct nworker *w, struct nsess *s)
     conn_bury(w, s);
 }
 
+/* A captured session that never completed a handshake: one result says why, nothing is
+ * sent (replaying its refusal would only measure the replay's own request). */
+static void session_skip(struct nworker *w, struct nsess *s)
+{
+    int64_t now = h2r_now_mono_ns();
+    const struct rp_session_plan *p = s->p;
+    struct h2r_run_result *r = new_result(w);
+    if (r) {
+        r->section = w->cfg.section;
+        r->exchange_id = 2 * (uint64_t)p->seq;
+        r->trace_conn = p->identity;
+        r->method = METHOD_POST;
+        r->path = PATH_UPGRADE;
+        r->authority = w->cfg.target->authority;
+        r->status = -1;
+        r->grpc_status = -1;
+        r->trace_status = p->status;
+        r->trace_grpc_status = -1;
+        r->t_intended_ns = s->due - w->cfg.t0;
+        r->t_done_ns = now - w->cfg.t0;
+        r->err_class = H2R_EC_SKIPPED;
+        r->flags = H2R_RES_F_TS;
+        switch (p->skip) {
+        case H2R_TS_END_REFUSED:
+            r->err_detail = internf(w, "captured upgrade refused (HTTP %d): not replayed",
+                                    (int)p->status);
+            break;
+        case H2R_TS_END_REJECTED:
+            r->err_detail = "captured handshake rejected (no handshake response): not replayed";
+            break;
+        case H2R_TS_END_UNDECODABLE:
+            r->err_detail = "captured session undecodable before its handshake: not replayed";
+            break;
+        default:
+            r->err_detail = internf(w, "captured session ended (%s) before its handshake: not "
+                                       "replayed",
+                                    h2r_ts_how_name(p->skip));
+            break;
+        }
+        result_done(w, H2R_EC_SKIPPED);
+    }
+    session_close(w, s);
+}
+
+/*
+ * An identity's machine or node key pair: private key = SHA-256(seed || label || identity
+ * as 4 bytes LE). Every session of one identity (a captured node's reconnects, whichever
+ * loop thread runs them) thus presents the same machine and node key, which is what makes
+ * Headscale take its known-node path; a run's random seed keeps runs apart. Returns 0 or
+ * H2R_ERR_PROTO.
+ */
+static int identity_keypair(const uint8_t *seed, const char *label, uint32_t identity,
+                            struct ts_keypair *kp)
+{
+    uint8_t in[KEY_SEED_LEN + 16 + 4], priv[TS_KEY_LEN];
+    size_t ll = strlen(label);
+    if (ll > 16)
+        return H2R_ERR_PROTO;
+    memcpy(in, seed, KEY_SEED_LEN);
+    memcpy(in + KEY_SEED_LEN, label, ll);
+    for (int i = 0; i < 4; i++)
+        in[KEY_SEED_LEN + ll + (size_t)i] = (uint8_t)(identity >> (8 * i));
+    unsigned int dl = 0;
+    int rc = EVP_Digest(in, KEY_SEED_LEN + ll + 4, priv, &dl, EVP_sha256(), NULL) == 1 &&
+                     dl == TS_KEY_LEN
+                 ? ts_keypair_from_private(kp, priv)
+                 : H2R_ERR_PROTO;
+    OPENSSL_cleanse(in, sizeof(in));
+    OPENSSL_cleanse(priv, sizeof(priv));
+    return rc;
+}
+
 /* Starts session s: keys, request bodies, TCP connect, TLS and TS2021 layers. */
 static void session_start(struct nworker *w, struct nsess *s)
 {
@@ -975,6 +1291,10 @@ static void session_start(struct nworker *w, struct nsess *s)
     int64_t late = now - s->due;
     rp_hist_add(&cfg->live->late, late);
     rp_live_late(cfg->live, late);
+    if (s->p->skip) {
+        session_skip(w, s);
+        return;
+    }
     if (cfg->pre_cls) {
         session_fail_early(w, s, cfg->pre_cls, cfg->pre_detail);
         return;
@@ -989,8 +1309,10 @@ static void session_start(struct nworker *w, struct nsess *s)
     const char *eps[1] = {ep};
     struct ts_hostinfo hi = {.hostname = host, .os = "linux", .ipn_version = "h2replay",
                              .app = "h2replay"};
-    if (ts_keypair_generate(&machine) || ts_keypair_generate(&node) ||
+    if (identity_keypair(cfg->key_seed, "machine", s->p->identity, &machine) ||
+        identity_keypair(cfg->key_seed, "node", s->p->identity, &node) ||
         ts_keypair_generate(&disco)) {
+        OPENSSL_cleanse(&machine, sizeof(machine));
         session_fail_early(w, s, H2R_EC_IO, "key generation failed");
         return;
     }
@@ -1233,6 +1555,10 @@ static void stop_all(struct nworker *w)
         case S_DONE:
             break;
         case S_WAIT:
+            if (s->p->skip) { /* its one result, as if it had come due */
+                session_skip(w, s);
+                break;
+            }
             emit_register(w, s, H2R_EC_SKIPPED, "interrupted", 0, now);
             emit_map(w, s, H2R_EC_SKIPPED, "interrupted", 0, now);
             session_close(w, s);
@@ -1377,7 +1703,6 @@ static int worker_new(struct nworker **out, const struct nw_cfg *cfg, char *errb
         struct nsess *s = &w->ss[w->n_ss++];
         s->w = w;
         s->p = &p->v[gi];
-        s->gi = gi;
         s->due = cfg->t0 + rp_scale(s->p->start, cfg->speed);
         s->hold_end = s->due + rp_scale(s->p->hold, cfg->speed);
         rp_timer_init(&s->timer, T_MAIN);
@@ -1431,6 +1756,8 @@ struct nodes_ctx {
     char authkey[512];
     int pinned; /* --set controlkey=mkey:...: no GET /key */
     uint8_t control_pub[TS_KEY_LEN];
+    uint8_t key_seed[KEY_SEED_LEN]; /* identity keys of this run (identity_keypair) */
+    struct rp_nodes_trace_info trace; /* with a TRACE */
     char tag[16];
     int write_err;
     char write_msg[256];
@@ -1672,6 +1999,13 @@ static int run_section(struct nodes_ctx *ctx, uint32_t section, const struct rp_
 
     int64_t mono = h2r_now_mono_ns(), wall = h2r_now_wall_ns();
     int64_t t0 = mono + STARTUP_NS;
+    if (o->start_at_ns && section == 0) { /* --start-at: the origin shared by all shards */
+        rc = rp_start_at_wait_fn(o->start_at_ns, STARTUP_NS, rp_replay_stop_requested, o->quiet,
+                                 &mono, &wall, errbuf, errlen);
+        if (rc)
+            goto out;
+        t0 = mono + (o->start_at_ns - wall);
+    }
     struct h2r_run_section sec;
     memset(&sec, 0, sizeof(sec));
     sec.id = section;
@@ -1681,6 +2015,8 @@ static int run_section(struct nodes_ctx *ctx, uint32_t section, const struct rp_
     sec.t0_wall_ns = wall + (t0 - mono);
     sec.timeout_ns = o->timeout_ns;
     sec.label = o->label;
+    sec.clock_offset_ns = wall - mono;
+    sec.clock_max_error_ns = rp_clock_max_error_ns();
     rc = h2r_run_write_section(ctx->wr, &sec);
     if (rc) {
         h2r_seterr(errbuf, errlen, rc, "writing %s: %s", o->run_path,
@@ -1703,6 +2039,7 @@ static int run_section(struct nodes_ctx *ctx, uint32_t section, const struct rp_
         cfg.pre_cls = pre_cls;
         cfg.pre_detail = pre_detail;
         cfg.control_pub = control_pub;
+        cfg.key_seed = ctx->key_seed;
         cfg.ssl_ctx = ssl[i];
         cfg.speed = o->speed;
         cfg.t0 = t0;
@@ -1866,6 +2203,123 @@ out:
     return rc;
 }
 
+/* Hex SHA-256 of a file into out[65] ("" when unreadable): the run meta's trace digest, so
+ * that analyze merges only shards of the same trace. */
+static void file_sha256(const char *path, char *out)
+{
+    out[0] = '\0';
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char buf[65536], dig[EVP_MAX_MD_SIZE];
+    unsigned dlen = 0;
+    int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+    while (ok) {
+        size_t n = fread(buf, 1, sizeof(buf), f);
+        if (n == 0)
+            break;
+        ok = EVP_DigestUpdate(md, buf, n) == 1;
+    }
+    if (ok && !ferror(f) && EVP_DigestFinal_ex(md, dig, &dlen) == 1)
+        for (unsigned i = 0; i < dlen && i < 32; i++)
+            snprintf(out + (size_t)2 * i, 3, "%02x", dig[i]);
+    EVP_MD_CTX_free(md);
+    fclose(f);
+}
+
+/*
+ * The hostname prefix "h2r-XXXXXX". Random, except for shards given --start-at: every shard
+ * derives it from the start second, so one job's nodes share a prefix in Headscale (an
+ * absolute --start-at gives all of them the same; +DURATION only those that resolved it to
+ * the same second). Identities are disjoint between shards, so hostnames never collide.
+ */
+static void run_tag(const struct h2r_replay_opts *o, char *tag, size_t len)
+{
+    uint8_t rnd[EVP_MAX_MD_SIZE] = {0};
+    if (o->shard_count > 1 && o->start_at_ns) {
+        char in[64];
+        int n = snprintf(in, sizeof(in), "h2replay shards %u at %lld", o->shard_count,
+                         (long long)(o->start_at_ns / 1000000000LL));
+        unsigned dl = 0;
+        EVP_Digest(in, (size_t)n, rnd, &dl, EVP_sha256(), NULL);
+    } else if (RAND_bytes(rnd, 3) != 1) {
+        uint64_t x = (uint64_t)h2r_now_wall_ns();
+        memcpy(rnd, &x, 3);
+    }
+    snprintf(tag, len, "h2r-%02x%02x%02x", rnd[0], rnd[1], rnd[2]);
+}
+
+/*
+ * ctx->plan from the trace (o->trace_path) or the synthetic flags, then --clone and
+ * --shard; sets ctx->capver (--capver, else the captured one when all sessions agree,
+ * else 130) and ctx->trace. Notes on stderr unless quiet. Returns 0 or an error (errbuf).
+ */
+static int plan_sessions(struct nodes_ctx *ctx, char *errbuf, size_t errlen)
+{
+    const struct h2r_replay_opts *o = ctx->o;
+    int rc;
+    if (o->trace_path) {
+        rc = rp_nodes_plan_from_trace(&ctx->plan, o->trace_path, &ctx->trace, errbuf, errlen);
+        if (rc)
+            return rc;
+    } else {
+        rc = rp_nodes_plan_synthetic(&ctx->plan, o->ts.nodes, o->ts.arrival_ns, o->ts.hold_ns);
+        if (rc)
+            return h2r_seterr(errbuf, errlen, rc, "cannot plan %u sessions", o->ts.nodes);
+    }
+    uint32_t copies = o->ts.clone ? o->ts.clone : 1;
+    if ((uint64_t)ctx->plan.n * copies > MAX_NODES)
+        return h2r_seterr(errbuf, errlen, H2R_ERR_ARG,
+                          "%u sessions x --clone %u: at most %u node sessions", ctx->plan.n,
+                          copies, MAX_NODES);
+    rc = rp_nodes_plan_clone(&ctx->plan, copies, o->ts.clone_jitter_ns);
+    if (rc)
+        return h2r_seterr(errbuf, errlen, rc, "cannot plan %u sessions x %u", ctx->plan.n,
+                          copies);
+    uint32_t all_sessions = ctx->plan.n, all_ids = ctx->plan.identities, ids = all_ids;
+    rc = rp_nodes_plan_shard(&ctx->plan, o->shard_index, o->shard_count, &ids);
+    if (rc)
+        return h2r_seterr(errbuf, errlen, rc, "cannot shard %u sessions", all_sessions);
+    uint32_t cv = o->ts.capver;
+    if (!cv)
+        cv = ctx->trace.capver ? ctx->trace.capver : TS_CAPVER_DEFAULT;
+    if (cv > 65535)
+        return h2r_seterr(errbuf, errlen, H2R_ERR_ARG,
+                          "%s: captured capability version %u: give --capver", o->trace_path,
+                          cv);
+    ctx->capver = (uint16_t)cv;
+    if (o->quiet)
+        return 0;
+    if (o->trace_path) {
+        const struct rp_nodes_trace_info *t = &ctx->trace;
+        char span[32];
+        h2r_format_duration(t->span_ns, span, sizeof(span));
+        fprintf(stderr,
+                "replay: %s: %u TS2021 sessions, %u identities (%u captured nodes, %u "
+                "sessions of an unknown node), %u without a handshake (skipped), over %s; "
+                "capver %u%s\n",
+                o->trace_path, t->sessions, t->nodes + t->anonymous, t->nodes, t->anonymous,
+                t->skipped, span, (unsigned)ctx->capver,
+                o->ts.capver ? " (--capver)" : t->capver ? " (captured)" : " (default)");
+        if (t->exchanges)
+            fprintf(stderr,
+                    "replay: note: %s also holds %llu HTTP/2 exchanges; a ts2021+ target "
+                    "replays only the TS2021 sessions (an http(s):// target replays the "
+                    "exchanges)\n",
+                    o->trace_path, (unsigned long long)t->exchanges);
+    }
+    if (o->shard_count > 1) {
+        fprintf(stderr, "replay: shard %u/%u: %u of %u node sessions, %u of %u identities\n",
+                o->shard_index, o->shard_count, ctx->plan.n, all_sessions, ids, all_ids);
+        if (!o->start_at_ns)
+            fprintf(stderr, "replay: warning: --shard without --start-at: this shard's "
+                            "schedule starts when this process does; give every shard the "
+                            "same --start-at to align them\n");
+    }
+    return 0;
+}
+
 /* Open sessions each hold a socket: raise the soft descriptor limit when it is too low. */
 static void raise_nofile(uint32_t sessions, int quiet)
 {
@@ -1910,14 +2364,19 @@ static int check_nodes_opts(const struct h2r_replay_opts *o, struct rp_target *t
                                   "target name '%s' given twice (name them: --target NAME=URL)",
                                   targets[i].name);
     }
-    if (o->trace_path)
+    if (o->trace_path && o->ts.nodes)
         return h2r_seterr(errbuf, errlen, H2R_ERR_ARG,
-                          "TS2021 targets replay synthetic node sessions (--nodes N); sessions "
-                          "from a trace need TS2021 session records, which capture does not "
-                          "write yet");
-    if (o->ts.nodes == 0)
+                          "give either a TRACE (its captured TS2021 sessions) or --nodes N "
+                          "(synthetic node sessions), not both");
+    if (o->trace_path && (o->ts.arrival_ns || o->ts.hold_ns))
         return h2r_seterr(errbuf, errlen, H2R_ERR_ARG,
-                          "TS2021 targets need --nodes N (synthetic node sessions)");
+                          "--arrival and --hold shape synthetic sessions (--nodes N); a trace's "
+                          "sessions keep their captured starts and lifetimes (scale them with "
+                          "--speed)");
+    if (!o->trace_path && o->ts.nodes == 0)
+        return h2r_seterr(errbuf, errlen, H2R_ERR_ARG,
+                          "TS2021 targets need a TRACE with TS2021 session records or --nodes N "
+                          "(synthetic node sessions)");
     if (o->ts.nodes > MAX_NODES || (uint64_t)o->ts.nodes * (o->ts.clone ? o->ts.clone : 1) >
                                        MAX_NODES)
         return h2r_seterr(errbuf, errlen, H2R_ERR_ARG, "at most %u node sessions", MAX_NODES);
@@ -1936,9 +2395,9 @@ static int check_nodes_opts(const struct h2r_replay_opts *o, struct rp_target *t
     if (o->between)
         return h2r_seterr(errbuf, errlen, H2R_ERR_ARG,
                           "--between is not supported with TS2021 node sessions yet");
-    if (o->shard_count > 1 || o->start_at_ns)
-        return h2r_seterr(errbuf, errlen, H2R_ERR_ARG,
-                          "--shard and --start-at are not supported with TS2021 node sessions yet");
+    int src = rp_shard_check_opts(o, errbuf, errlen);
+    if (src)
+        return src;
     if (o->rewrite_file)
         return h2r_seterr(errbuf, errlen, H2R_ERR_ARG,
                           "--rewrite does not apply to TS2021 node sessions (their requests are "
@@ -1967,7 +2426,6 @@ int rp_nodes_replay_run(const struct h2r_replay_opts *o, struct h2r_replay_resul
     if (rc)
         goto out;
     ctx->o = o;
-    ctx->capver = (uint16_t)(o->ts.capver ? o->ts.capver : TS_CAPVER_DEFAULT);
     ctx->stall = o->ts.stall_ns ? o->ts.stall_ns : DEFAULT_STALL_NS;
     rc = find_set_value(o, "authkey", ctx->authkey, sizeof(ctx->authkey), errbuf, errlen);
     if (rc < 0)
@@ -1990,51 +2448,59 @@ int rp_nodes_replay_run(const struct h2r_replay_opts *o, struct h2r_replay_resul
         }
         ctx->pinned = 1;
     }
-    rc = rp_nodes_plan_synthetic(&ctx->plan, o->ts.nodes, o->ts.arrival_ns, o->ts.hold_ns);
-    if (!rc)
-        rc = rp_nodes_plan_clone(&ctx->plan, o->ts.clone, o->ts.clone_jitter_ns);
-    if (rc) {
-        h2r_seterr(errbuf, errlen, rc, "cannot plan %u sessions", o->ts.nodes);
+    rc = plan_sessions(ctx, errbuf, errlen);
+    if (rc)
         goto out;
-    }
     ctx->n_threads = (uint32_t)o->threads;
     if (ctx->n_threads > ctx->plan.n)
-        ctx->n_threads = ctx->plan.n;
-    uint8_t rnd[3] = {0, 0, 0};
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        uint64_t x = (uint64_t)h2r_now_wall_ns();
-        memcpy(rnd, &x, sizeof(rnd));
+        ctx->n_threads = ctx->plan.n ? ctx->plan.n : 1; /* a shard may have no session */
+    if (RAND_bytes(ctx->key_seed, sizeof(ctx->key_seed)) != 1) {
+        rc = h2r_seterr(errbuf, errlen, H2R_ERR_IO, "no randomness for the identity keys");
+        goto out;
     }
-    snprintf(ctx->tag, sizeof(ctx->tag), "h2r-%02x%02x%02x", rnd[0], rnd[1], rnd[2]);
+    run_tag(o, ctx->tag, sizeof(ctx->tag));
     raise_nofile(ctx->plan.n, o->quiet);
 
-    char host[256] = "", settings[640], sp[32];
+    char host[256] = "", settings[768], sp[32], trace_sha[65] = "", plan_desc[160];
     if (gethostname(host, sizeof(host) - 1) != 0)
         host[0] = '\0';
     if (o->speed <= 0)
         snprintf(sp, sizeof(sp), "max");
     else
         snprintf(sp, sizeof(sp), "%g", o->speed);
+    if (o->trace_path) {
+        file_sha256(o->trace_path, trace_sha);
+        snprintf(plan_desc, sizeof(plan_desc), "trace_sessions=%u trace_nodes=%u skipped=%u",
+                 ctx->trace.sessions, ctx->trace.nodes + ctx->trace.anonymous,
+                 ctx->trace.skipped);
+    } else {
+        snprintf(plan_desc, sizeof(plan_desc), "nodes=%u arrival_ns=%lld hold_ns=%lld",
+                 o->ts.nodes, (long long)o->ts.arrival_ns, (long long)o->ts.hold_ns);
+    }
+    /* sharded: the settings must be equal on every shard (analyze merges only then), so they
+     * name how the hostnames were made, not this process's tag */
     snprintf(settings, sizeof(settings),
-             "ts2021 nodes=%u arrival_ns=%lld hold_ns=%lld clone=%u clone_jitter_ns=%lld "
+             "ts2021 %s clone=%u clone_jitter_ns=%lld "
              "capver=%u omit_peers=%d keepalive_window_ns=%lld speed=%s timeout_ns=%lld "
              "connect_timeout_ns=%lld threads=%u insecure=%d control_key=%s hostnames=%s",
-             o->ts.nodes, (long long)o->ts.arrival_ns, (long long)o->ts.hold_ns,
-             o->ts.clone ? o->ts.clone : 1, (long long)o->ts.clone_jitter_ns,
+             plan_desc, o->ts.clone ? o->ts.clone : 1, (long long)o->ts.clone_jitter_ns,
              (unsigned)ctx->capver, o->ts.omit_peers, (long long)ctx->stall, sp,
              (long long)o->timeout_ns, (long long)o->connect_timeout_ns, ctx->n_threads,
-             o->insecure, ctx->pinned ? "pinned" : "GET /key", ctx->tag);
+             o->insecure, ctx->pinned ? "pinned" : "GET /key",
+             o->shard_count <= 1 ? ctx->tag : o->start_at_ns ? "start-at" : "per-shard");
+    rp_shard_settings(settings, sizeof(settings), o->shard_count, "identity");
     struct h2r_run_meta meta;
     memset(&meta, 0, sizeof(meta));
     meta.tool_version = H2R_VERSION;
-    meta.trace_path = "";
-    meta.trace_sha256 = "";
+    meta.trace_path = o->trace_path ? o->trace_path : "";
+    meta.trace_sha256 = trace_sha;
     meta.host = host;
     meta.command = o->command ? o->command : "";
     meta.settings = settings;
     meta.created_ns = h2r_now_wall_ns();
-    meta.shard_index = 0;
-    meta.shard_count = 1;
+    meta.shard_index = o->shard_count > 1 ? o->shard_index : 0;
+    meta.shard_count = o->shard_count > 1 ? o->shard_count : 1;
+    meta.start_at_ns = o->start_at_ns;
     rc = h2r_run_writer_open(&ctx->wr, o->run_path, &meta, errbuf, errlen);
     if (rc)
         goto out;

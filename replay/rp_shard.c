@@ -496,8 +496,10 @@ int h2r_replay_parse_start_at(const char *s, int64_t now_wall_ns, int64_t *at, c
 
 /* ---- waiting for t0 ---- */
 
-int rp_start_at_wait(int64_t start_at_ns, int64_t lead_ns, volatile sig_atomic_t *stop,
-                     int quiet, int64_t *mono, int64_t *wall, char *errbuf, size_t errlen)
+/* The wait, for either way of asking for a stop (a flag or a function). */
+static int start_at_wait(int64_t start_at_ns, int64_t lead_ns, volatile sig_atomic_t *stop_flag,
+                         int (*stop_fn)(void), int quiet, int64_t *mono, int64_t *wall,
+                         char *errbuf, size_t errlen)
 {
     int64_t now = h2r_now_wall_ns();
     int rc = check_start_window(start_at_ns, now, "--start-at ", errbuf, errlen);
@@ -513,7 +515,8 @@ int rp_start_at_wait(int64_t start_at_ns, int64_t lead_ns, volatile sig_atomic_t
     /* slices re-read the wall clock, so an NTP step during the wait is followed; the bound
      * holds even if the clock is stepped back repeatedly */
     uint64_t max_slices = (uint64_t)(RP_START_MAX_WAIT_NS / WAIT_SLICE_NS) + 100;
-    for (uint64_t i = 0; i < max_slices && !*stop && now < wake; i++) {
+#define STOPPED() (stop_flag ? *stop_flag != 0 : stop_fn())
+    for (uint64_t i = 0; i < max_slices && !STOPPED() && now < wake; i++) {
         int64_t left = wake - now;
         if (left > WAIT_SLICE_NS)
             left = WAIT_SLICE_NS;
@@ -527,14 +530,27 @@ int rp_start_at_wait(int64_t start_at_ns, int64_t lead_ns, volatile sig_atomic_t
     int64_t m2 = h2r_now_mono_ns();
     *mono = m1 + (m2 - m1) / 2;
     *wall = w;
-    if (!quiet && !*stop && w > start_at_ns + 1000000) {
+    if (!quiet && !STOPPED() && w > start_at_ns + 1000000) {
         h2r_format_duration(w - start_at_ns, d, sizeof(d));
         fprintf(stderr,
                 "replay: warning: started %s after --start-at %s; the exchanges due before "
                 "now go out at once (their send lateness shows it)\n",
                 d, when);
     }
+#undef STOPPED
     return 0;
+}
+
+int rp_start_at_wait(int64_t start_at_ns, int64_t lead_ns, volatile sig_atomic_t *stop,
+                     int quiet, int64_t *mono, int64_t *wall, char *errbuf, size_t errlen)
+{
+    return start_at_wait(start_at_ns, lead_ns, stop, NULL, quiet, mono, wall, errbuf, errlen);
+}
+
+int rp_start_at_wait_fn(int64_t start_at_ns, int64_t lead_ns, int (*stop)(void), int quiet,
+                        int64_t *mono, int64_t *wall, char *errbuf, size_t errlen)
+{
+    return start_at_wait(start_at_ns, lead_ns, NULL, stop, quiet, mono, wall, errbuf, errlen);
 }
 
 int64_t rp_clock_max_error_ns(void)

@@ -10,8 +10,9 @@
  *
  * Unit of partition: a "session", a set of captured connections that must
  * stay on one worker because they share state (by default each captured
- * connection is its own session; a TS2021 replay will key sessions by the
- * captured node or machine key). Assignment: sessions sorted by their first
+ * connection is its own session; TS2021 node sessions, rp_nodes.c, key it by
+ * identity: a captured node's sessions, one clone copy of them, or one
+ * synthetic node). Assignment: sessions sorted by their first
  * request (ties: key), dealt round-robin. Each shard gets floor(S/N) or
  * ceil(S/N) sessions, and this holds for every prefix of the trace in time:
  * a burst of new connections is spread over all workers instead of landing
@@ -96,6 +97,11 @@ void rp_shard_note(const struct h2r_replay_opts *o, const struct rp_shard_stats 
  */
 int rp_start_at_wait(int64_t start_at_ns, int64_t lead_ns, volatile sig_atomic_t *stop,
                      int quiet, int64_t *mono, int64_t *wall, char *errbuf, size_t errlen);
+
+/* rp_start_at_wait for callers that see a stop request through a function (node sessions:
+ * rp_replay_stop_requested) rather than the flag itself. */
+int rp_start_at_wait_fn(int64_t start_at_ns, int64_t lead_ns, int (*stop)(void), int quiet,
+                        int64_t *mono, int64_t *wall, char *errbuf, size_t errlen);
 
 /* The kernel's bound on this host's CLOCK_REALTIME error (adjtimex maxerror) in ns, or -1
  * when the clock is not synchronized by NTP (or the bound cannot be read). */

@@ -478,6 +478,41 @@ static void test_wait(void)
     CHECK(e == -1 || e >= 0);
 }
 
+static int fn_stop;
+static int stop_fn(void)
+{
+    return fn_stop;
+}
+
+/* The same wait seen through a stop function (node sessions: rp_replay_stop_requested). */
+static void test_wait_fn(void)
+{
+    char err[256];
+    int64_t mono = 0, wall = 0;
+    int64_t m0 = h2r_now_mono_ns();
+    int64_t start = h2r_now_wall_ns() + 120 * MS;
+    CHECK_EQ_INT(rp_start_at_wait_fn(start, 20 * MS, stop_fn, 1, &mono, &wall, err, sizeof(err)),
+                 0);
+    int64_t m1 = h2r_now_mono_ns();
+    CHECK(m1 - m0 >= 90 * MS && m1 - m0 < 2 * SEC);
+    int64_t t0 = mono + (start - wall);
+    CHECK(t0 - m0 > 110 * MS && t0 - m0 < 130 * MS);
+    fn_stop = 1;
+    m0 = h2r_now_mono_ns();
+    CHECK_EQ_INT(rp_start_at_wait_fn(h2r_now_wall_ns() + 10 * SEC, 0, stop_fn, 1, &mono, &wall,
+                                     err, sizeof(err)),
+                 0);
+    CHECK(h2r_now_mono_ns() - m0 < SEC);
+    fn_stop = 0;
+    CHECK_EQ_INT(rp_start_at_wait_fn(h2r_now_wall_ns() - 60 * SEC, 0, stop_fn, 1, &mono, &wall,
+                                     err, sizeof(err)),
+                 H2R_ERR_ARG);
+    /* node sessions name their partition key in the settings */
+    char set[128] = "speed=10";
+    rp_shard_settings(set, sizeof(set), 3, "identity");
+    CHECK_EQ_STR(set, "speed=10 shards=3 partition=identity:" RP_SHARD_SCHEME);
+}
+
 int main(void)
 {
     test_assign_exactly_once_balanced();
@@ -487,5 +522,6 @@ int main(void)
     test_parse_shard();
     test_parse_start_at();
     test_wait();
+    test_wait_fn();
     return check_summary("test_rp_shard");
 }
