@@ -25,6 +25,7 @@
 #include "an_gate.h"
 #include "an_report.h"
 #include "an_run.h"
+#include "an_serverlog.h"
 #include "an_stats.h"
 
 /* Sections per run file (a section is one target). */
@@ -232,6 +233,8 @@ static int section_run(struct an_ctx *c, const char *path, const struct h2r_run_
     r->timeout_ns = s->timeout_ns;
     r->shard_count = m->shard_count;
     r->start_at_ns = m->start_at_ns;
+    r->t0_wall_ns = s->t0_wall_ns; /* --server-log placement (an_serverlog.c) */
+    r->clock_max_error_ns = s->clock_max_error_ns;
     if (m->shard_count > 1 && an_run_mark_shard(r, m->shard_index) < 0)
         return h2r_seterr(c->errbuf, c->errlen, H2R_ERR_NOMEM, "out of memory");
     r->sections_started = 1;
@@ -345,6 +348,8 @@ static int ingest_run_file(struct an_ctx *c, const char *path, const char *only_
                        : rec.kind == H2R_RUN_REC_SAMPLE      ? rec.u.sample.section
                        : rec.kind == H2R_RUN_REC_SECTION_END ? rec.u.end.section
                        : rec.kind == H2R_RUN_REC_DB_SAMPLE   ? rec.u.db.section
+                       : rec.kind == H2R_RUN_REC_ACK         ? rec.u.ack.section
+                       : rec.kind == H2R_RUN_REC_VERIFY      ? rec.u.verify.section
                                                              : UINT32_MAX;
         struct section_map *sm = map_find(map, n_map, sec);
         if (!sm) {
@@ -373,8 +378,19 @@ static int ingest_run_file(struct an_ctx *c, const char *path, const char *only_
                 h2r_seterr(c->errbuf, c->errlen, rc, "%s: %s", path, h2r_strerror(rc));
                 goto out;
             }
+        } else if (rec.kind == H2R_RUN_REC_ACK || rec.kind == H2R_RUN_REC_VERIFY) {
+            rc = rec.kind == H2R_RUN_REC_ACK ? an_db_add_ack(&r->db, &rec.u.ack)
+                                             : an_db_add_verify(&r->db, &rec.u.verify);
+            if (rc) { /* acknowledged vs stored, an_db.c */
+                h2r_seterr(c->errbuf, c->errlen, rc, "%s: %s", path, h2r_strerror(rc));
+                goto out;
+            }
         } else if (rec.kind == H2R_RUN_REC_SECTION_END) {
             const struct h2r_run_section_end *e = &rec.u.end;
+            if (an_db_add_end(&r->db, e)) { /* the client's resources, an_db.c */
+                rc = h2r_seterr(c->errbuf, c->errlen, H2R_ERR_NOMEM, "out of memory");
+                goto out;
+            }
             if (e->t_end_ns > r->t_end_ns)
                 r->t_end_ns = e->t_end_ns;
             r->sections_ended++;
@@ -822,6 +838,13 @@ static int metric_value(const struct an_run *r, const struct sel_stats *s, int m
     case AN_M_THROUGHPUT:
         *v = (double)s->ok * 1e9 / (double)an_run_duration(r);
         return 1;
+    case AN_M_SERVER_ERRORS: /* --server-log (an_serverlog.c); no log: no value */
+    case AN_M_SERVER_WARNINGS:
+        if (!r->slog)
+            return 0;
+        *v = (double)(metric == AN_M_SERVER_ERRORS ? an_slog_errors(r->slog)
+                                                   : an_slog_warnings(r->slog));
+        return 1;
     default:
         return 0;
     }
@@ -876,7 +899,10 @@ static int eval_gates(struct an_ctx *c, struct an_report *rep)
         gr->has_actual = metric_value(t, &st, g->metric, &gr->actual);
         if (g->relative)
             gr->has_reference = metric_value(ref, &sr, g->metric, &gr->reference);
-        if (!gr->has_actual) {
+        if (!gr->has_actual && !t->slog &&
+            (g->metric == AN_M_SERVER_ERRORS || g->metric == AN_M_SERVER_WARNINGS)) {
+            snprintf(gr->note, sizeof(gr->note), "no --server-log for run '%.100s'", t->name);
+        } else if (!gr->has_actual) {
             snprintf(gr->note, sizeof(gr->note), "no successful exchanges in run '%s'", t->name);
         } else if (g->relative && !gr->has_reference) {
             snprintf(gr->note, sizeof(gr->note), "no successful exchanges in the reference '%s'",
@@ -1109,6 +1135,10 @@ int h2r_analyze(const struct h2r_analyze_opts *o, struct h2r_analyze_result *res
             if ((int)i != rep.ref)
                 an_run_compare(c.runs[i], c.runs[rep.ref]);
     run_warnings(&c);
+    rc = an_slog_attach(c.runs, c.n_runs, o->server_logs, o->n_server_logs,
+                        o->quiet ? NULL : c.log, errbuf, errlen); /* an_serverlog.c */
+    if (rc)
+        goto out;
     rc = build_rows(&rep);
     if (rc) {
         h2r_seterr(errbuf, errlen, rc, "out of memory");
@@ -1130,8 +1160,10 @@ int h2r_analyze(const struct h2r_analyze_opts *o, struct h2r_analyze_result *res
 out:
     free(rep.rows);
     free(rep.gates);
-    for (size_t i = 0; i < c.n_runs; i++)
+    for (size_t i = 0; i < c.n_runs; i++) {
+        an_slog_free(c.runs[i]->slog);
         an_run_free(c.runs[i]);
+    }
     free(c.runs);
     free(c.gates);
     an_folder_free(c.folder);

@@ -32,10 +32,13 @@ static const char *const metric_names[AN_M_N_] = {
     [AN_M_ERROR_RATE] = "error_rate",
     [AN_M_NEW_FAILURES] = "new_failures",
     [AN_M_THROUGHPUT] = "throughput",
+    [AN_M_SERVER_ERRORS] = "server_errors",
+    [AN_M_SERVER_WARNINGS] = "server_warnings",
 };
 
 #define METRIC_LIST                                                                                \
-    "p50, p90, p99, p999, max, mean, count, errors, error_rate, new_failures, throughput"
+    "p50, p90, p99, p999, max, mean, count, errors, error_rate, new_failures, throughput, "      \
+    "server_errors, server_warnings"
 
 const char *an_metric_name(int metric)
 {
@@ -263,6 +266,10 @@ int an_gate_parse(const char *expr, struct an_gate *g, char *errbuf, size_t errl
         return rc;
     pos = skip_ws(expr, pos);
     if (expr[pos] == '(') {
+        if (g->metric == AN_M_SERVER_ERRORS || g->metric == AN_M_SERVER_WARNINGS)
+            return col_err(errbuf, errlen, expr, pos,
+                           "server_errors and server_warnings count the whole server log: no "
+                           "endpoint");
         rc = parse_selector(expr, &pos, g, errbuf, errlen);
         if (rc)
             return rc;

@@ -20,6 +20,8 @@ enum an_metric {
     AN_M_ERROR_RATE,
     AN_M_NEW_FAILURES,
     AN_M_THROUGHPUT,
+    AN_M_SERVER_ERRORS,   /* --server-log: error/fatal/panic lines inside the run */
+    AN_M_SERVER_WARNINGS, /* --server-log: warnings inside the run */
     AN_M_N_
 };
 

@@ -4,6 +4,10 @@
  * growth, PostgreSQL lock waits, waiting backends, commits, rollbacks,
  * deadlocks and the wait events seen, in the four report formats; the HTML
  * adds one small line plot per run (WAL size, or lock waits, over time).
+ * Then what the server acknowledged and the end-of-section check against
+ * the database ("acknowledged but lost", "present but never acknowledged"),
+ * and the replay client's own resources with a "client-bound" verdict when
+ * the client, not the server, may have set the pace.
  * Only formatting here; the folding is in an_db.c.
  */
 #include <jansson.h>
@@ -113,10 +117,116 @@ static void line_w(FILE *f, const char *label, const char *text)
     fprintf(f, "%s\n", p);
 }
 
+/* "users 10, pre_auth_keys 7" from the ack records. */
+static void acks_text(const struct an_db *db, char *buf, size_t len)
+{
+    static const char *const names[AN_DB_VERIFY_KINDS] = {"users", "nodes", "pre_auth_keys",
+                                                          "api_keys"};
+    size_t o = 0;
+    buf[0] = '\0';
+    for (unsigned k = 0; k < AN_DB_VERIFY_KINDS && o < len; k++)
+        if (db->acks_by_kind[k])
+            o += (size_t)snprintf(buf + o, len - o, "%s%s %llu", o ? ", " : "", names[k],
+                                  (unsigned long long)db->acks_by_kind[k]);
+    if (db->acks_from_request && o < len)
+        snprintf(buf + o, len - o, " (%llu identified by the request)",
+                 (unsigned long long)db->acks_from_request);
+    if (!buf[0])
+        snprintf(buf, len, "%llu", (unsigned long long)db->acks);
+}
+
+/* "acknowledged but lost 1, present but never acknowledged 2 (users 10 acked/11 rows, ...)" */
+static void verify_text(const struct an_db *db, char *buf, size_t len)
+{
+    if (db->verify_errors && !db->n_vk) {
+        snprintf(buf, len, "could not run: %s", db->verify_error);
+        return;
+    }
+    size_t o = (size_t)snprintf(buf, len,
+                                "acknowledged but lost %llu, present but never acknowledged %llu",
+                                (unsigned long long)an_db_lost(db),
+                                (unsigned long long)an_db_unacked(db));
+    for (size_t i = 0; i < db->n_vk && o < len; i++) {
+        const struct an_db_verify_kind *k = &db->vk[i];
+        o += (size_t)snprintf(buf + o, len - o, "%s%s %llu acknowledged / %llu rows", i ? ", " : " (",
+                              k->name, (unsigned long long)k->acknowledged,
+                              (unsigned long long)k->present);
+        if (i + 1 == db->n_vk && o < len)
+            o += (size_t)snprintf(buf + o, len - o, ")");
+    }
+    if (db->verify_acks_dropped && o < len)
+        snprintf(buf + o, len - o, "; %llu acknowledgements not kept",
+                 (unsigned long long)db->verify_acks_dropped);
+}
+
+/* "CPU 0.12 cores (1 loop thread), RSS 14.1 MiB, fds max 25 of 1024, ..." */
+static void client_text(const struct an_db *db, char *buf, size_t len)
+{
+    const struct an_client *c = &db->client;
+    char a[32], b[32], r[32];
+    double cores = c->duration_ns > 0 ? (double)c->cpu_ns / (double)c->duration_ns / c->ends : 0;
+    size_t o = (size_t)snprintf(buf, len, "CPU %.2f cores", cores);
+    if (c->loop_threads && o < len)
+        o += (size_t)snprintf(buf + o, len - o, " (%u loop thread%s)", c->loop_threads,
+                              c->loop_threads == 1 ? "" : "s");
+    if (o < len)
+        o += (size_t)snprintf(buf + o, len - o, ", RSS %s",
+                              h2r_format_bytes(c->max_rss_kb * 1024, r, sizeof(r)));
+    if (c->peak_fds && o < len)
+        o += (size_t)snprintf(buf + o, len - o, ", fds max %llu", (unsigned long long)c->peak_fds);
+    if (c->peak_fds && c->fd_limit && o < len)
+        o += (size_t)snprintf(buf + o, len - o, " of %llu", (unsigned long long)c->fd_limit);
+    if (c->peak_conns && o < len)
+        o += (size_t)snprintf(buf + o, len - o, ", connections max %llu",
+                              (unsigned long long)c->peak_conns);
+    if ((c->late_p99_ns || c->max_late_ns) && o < len)
+        snprintf(buf + o, len - o, ", send lateness p99 %s max %s",
+                 h2r_format_duration(c->late_p99_ns, a, sizeof(a)),
+                 h2r_format_duration(c->max_late_ns, b, sizeof(b)));
+}
+
+/* The acknowledgement, verify and client lines of one run (table format). */
+static void extra_table(FILE *f, const struct an_db *db)
+{
+    char line[1024];
+    if (db->acks) {
+        acks_text(db, line, sizeof(line));
+        line_w(f, "acknowledged", line);
+    }
+    if (db->verifies) {
+        verify_text(db, line, sizeof(line));
+        line_w(f, "db verify", line);
+        for (size_t i = 0; i < db->n_vk; i++) {
+            const struct an_db_verify_kind *k = &db->vk[i];
+            for (size_t j = 0; j < k->n_lost_ex; j++) {
+                snprintf(line, sizeof(line), "%s %s", k->name, k->lost_ex[j]);
+                line_w(f, "  lost", line);
+            }
+            for (size_t j = 0; j < k->n_unacked_ex; j++) {
+                snprintf(line, sizeof(line), "%s %s", k->name, k->unacked_ex[j]);
+                line_w(f, "  never acked", line);
+            }
+        }
+    }
+    if (db->client.ends && db->client.loop_threads) {
+        client_text(db, line, sizeof(line));
+        line_w(f, "replay client", line);
+        if (an_client_bound(db, line, sizeof(line)))
+            line_w(f, "", line);
+    }
+}
+
 void an_db_table(FILE *f, const struct an_db *db)
 {
-    if (!db || db->samples == 0)
+    if (!db)
         return;
+    if (db->samples == 0) {
+        if (db->acks || db->verifies || (db->client.ends && db->client.loop_threads)) {
+            fprintf(f, "\n");
+            extra_table(f, db);
+        }
+        return;
+    }
     char line[1024], d[32], a[32], b[32], c[32];
     snprintf(line, sizeof(line), "%s, %llu samples over %s", db->kind,
              (unsigned long long)db->samples,
@@ -176,6 +286,7 @@ void an_db_table(FILE *f, const struct an_db *db)
             line_w(f, "pg waits", line);
         }
     }
+    extra_table(f, db);
 }
 
 /* ------------------------------------------------------------------- JSON */
@@ -193,11 +304,75 @@ static json_t *jv(const struct an_db_value *v)
     return o;
 }
 
-json_t *an_db_json(const struct an_db *db)
+static json_t *verify_json(const struct an_db *db)
 {
-    if (!db || db->samples == 0)
+    if (!db->verifies)
         return json_null();
     json_t *o = json_object();
+    json_object_set_new(o, "records", json_integer(db->verifies));
+    json_object_set_new(o, "errors", json_integer(db->verify_errors));
+    json_object_set_new(o, "error", db->verify_errors ? json_string(db->verify_error)
+                                                      : json_null());
+    json_object_set_new(o, "acknowledged_but_lost", json_integer((json_int_t)an_db_lost(db)));
+    json_object_set_new(o, "present_but_never_acknowledged",
+                        json_integer((json_int_t)an_db_unacked(db)));
+    json_object_set_new(o, "acks_dropped", json_integer((json_int_t)db->verify_acks_dropped));
+    json_object_set_new(o, "ignored", json_integer((json_int_t)db->verify_ignored));
+    json_t *kinds = json_object();
+    for (size_t i = 0; i < db->n_vk; i++) {
+        const struct an_db_verify_kind *k = &db->vk[i];
+        json_t *ko = json_object(), *lost = json_array(), *un = json_array();
+        json_object_set_new(ko, "acknowledged", json_integer((json_int_t)k->acknowledged));
+        json_object_set_new(ko, "present", json_integer((json_int_t)k->present));
+        json_object_set_new(ko, "lost", json_integer((json_int_t)k->lost));
+        json_object_set_new(ko, "unacknowledged", json_integer((json_int_t)k->unacknowledged));
+        for (size_t j = 0; j < k->n_lost_ex; j++)
+            json_array_append_new(lost, json_string(k->lost_ex[j]));
+        for (size_t j = 0; j < k->n_unacked_ex; j++)
+            json_array_append_new(un, json_string(k->unacked_ex[j]));
+        json_object_set_new(ko, "lost_examples", lost);
+        json_object_set_new(ko, "unacknowledged_examples", un);
+        json_object_set_new(kinds, k->name, ko);
+    }
+    json_object_set_new(o, "kinds", kinds);
+    return o;
+}
+
+json_t *an_client_json(const struct an_db *db)
+{
+    if (!db || !db->client.ends)
+        return json_null();
+    const struct an_client *c = &db->client;
+    json_t *o = json_object();
+    char why[512];
+    json_object_set_new(o, "loop_threads", json_integer(c->loop_threads));
+    json_object_set_new(o, "cpu_ns", json_integer(c->cpu_ns));
+    json_object_set_new(o, "cpu_cores",
+                        json_real(c->duration_ns > 0
+                                      ? (double)c->cpu_ns / (double)c->duration_ns / c->ends
+                                      : 0));
+    json_object_set_new(o, "max_rss_kb", json_integer((json_int_t)c->max_rss_kb));
+    json_object_set_new(o, "peak_fds", json_integer((json_int_t)c->peak_fds));
+    json_object_set_new(o, "fd_limit", json_integer((json_int_t)c->fd_limit));
+    json_object_set_new(o, "peak_connections", json_integer((json_int_t)c->peak_conns));
+    json_object_set_new(o, "emfile_errors", json_integer((json_int_t)c->emfile_errors));
+    json_object_set_new(o, "send_late_p99_ns", json_integer(c->late_p99_ns));
+    json_object_set_new(o, "send_late_max_ns", json_integer(c->max_late_ns));
+    int bound = an_client_bound(db, why, sizeof(why));
+    json_object_set_new(o, "client_bound", json_boolean(bound));
+    json_object_set_new(o, "client_bound_reason", bound ? json_string(why) : json_null());
+    return o;
+}
+
+json_t *an_db_json(const struct an_db *db)
+{
+    if (!db || (db->samples == 0 && !db->acks && !db->verifies))
+        return json_null();
+    json_t *o = json_object();
+    json_object_set_new(o, "acks", json_integer((json_int_t)db->acks));
+    json_object_set_new(o, "verify", verify_json(db));
+    if (db->samples == 0)
+        return o;
     json_object_set_new(o, "kind", json_string(db->kind));
     json_object_set_new(o, "samples", json_integer((json_int_t)db->samples));
     json_object_set_new(o, "failed", json_integer((json_int_t)db->failed));
@@ -315,8 +490,148 @@ static void summary_cells(FILE *f, const struct an_db *db, const char *sep, int 
         fprintf(f, "-%s-%s-", sep, sep);
 }
 
+static int any_verify(const struct an_report *rep)
+{
+    for (size_t i = 0; i < rep->n_runs; i++)
+        if (rep->runs[i]->db && (rep->runs[i]->db->verifies || rep->runs[i]->db->acks))
+            return 1;
+    return 0;
+}
+
+static int any_client(const struct an_report *rep)
+{
+    for (size_t i = 0; i < rep->n_runs; i++)
+        if (rep->runs[i]->db && rep->runs[i]->db->client.loop_threads)
+            return 1;
+    return 0;
+}
+
+/* Cells: acknowledged | lost | never acknowledged | examples (lost first). */
+static void verify_cells(FILE *f, const struct an_db *db, const char *sep, int html)
+{
+    char line[1024];
+    acks_text(db, line, sizeof(line));
+    cell(f, line, html);
+    fputs(sep, f);
+    if (!db->verifies)
+        fprintf(f, "-%s-%s(no --db verify)", sep, sep);
+    else if (db->verify_errors && !db->n_vk) {
+        fprintf(f, "-%s-%s", sep, sep);
+        cell(f, db->verify_error, html);
+    } else {
+        fprintf(f, "%s%llu%s%s%llu%s", html && an_db_lost(db) ? "<b>" : "",
+                (unsigned long long)an_db_lost(db), html && an_db_lost(db) ? "</b>" : "", sep,
+                (unsigned long long)an_db_unacked(db), sep);
+        int any = 0;
+        for (size_t i = 0; i < db->n_vk; i++)
+            for (size_t j = 0; j < db->vk[i].n_lost_ex; j++) {
+                fputs(any++ ? "; " : "", f);
+                fprintf(f, "lost %s ", db->vk[i].name);
+                cell(f, db->vk[i].lost_ex[j], html);
+            }
+        for (size_t i = 0; i < db->n_vk; i++)
+            for (size_t j = 0; j < db->vk[i].n_unacked_ex; j++) {
+                fputs(any++ ? "; " : "", f);
+                fprintf(f, "never acknowledged %s ", db->vk[i].name);
+                cell(f, db->vk[i].unacked_ex[j], html);
+            }
+        if (!any)
+            fputs("-", f);
+    }
+}
+
+/* Cells: client resources | verdict. */
+static void client_cells(FILE *f, const struct an_db *db, const char *sep, int html)
+{
+    char line[1024];
+    client_text(db, line, sizeof(line));
+    cell(f, line, html);
+    fputs(sep, f);
+    if (an_client_bound(db, line, sizeof(line)))
+        cell(f, line, html);
+    else
+        fputs("server-bound or idle (client below 90% CPU, no EMFILE)", f);
+}
+
+static void extra_md(FILE *f, const struct an_report *rep)
+{
+    if (any_verify(rep)) {
+        fprintf(f, "### Acknowledged vs stored\n\nWhat the server acknowledged creating, checked "
+                   "against its database at the end of each section (`replay --db`).\n\n"
+                   "| run | acknowledged | acknowledged but lost | present but never "
+                   "acknowledged | examples |\n|---|---|---:|---:|---|\n");
+        for (size_t i = 0; i < rep->n_runs; i++) {
+            const struct an_db *db = rep->runs[i]->db;
+            if (!db || !(db->verifies || db->acks))
+                continue;
+            fprintf(f, "| `");
+            cell(f, rep->runs[i]->name, 0);
+            fprintf(f, "` | ");
+            verify_cells(f, db, " | ", 0);
+            fprintf(f, " |\n");
+        }
+        fprintf(f, "\n");
+    }
+    if (any_client(rep)) {
+        fprintf(f, "### Replay client\n\nThe replaying process's own cost per section "
+                   "(getrusage: all its threads).\n\n| run | resources | verdict |\n"
+                   "|---|---|---|\n");
+        for (size_t i = 0; i < rep->n_runs; i++) {
+            const struct an_db *db = rep->runs[i]->db;
+            if (!db || !db->client.loop_threads)
+                continue;
+            fprintf(f, "| `");
+            cell(f, rep->runs[i]->name, 0);
+            fprintf(f, "` | ");
+            client_cells(f, db, " | ", 0);
+            fprintf(f, " |\n");
+        }
+        fprintf(f, "\n");
+    }
+}
+
+static void extra_html(FILE *f, const struct an_report *rep)
+{
+    if (any_verify(rep)) {
+        fprintf(f, "<h2>Acknowledged vs stored</h2>\n<p class=\"meta\">What the server "
+                   "acknowledged creating, checked against its database at the end of each "
+                   "section (<code>replay --db</code>).</p>\n<table><tr><th class=\"l\">run</th>"
+                   "<th class=\"l\">acknowledged</th><th>acknowledged but lost</th><th>present "
+                   "but never acknowledged</th><th class=\"l\">examples</th></tr>\n");
+        for (size_t i = 0; i < rep->n_runs; i++) {
+            const struct an_db *db = rep->runs[i]->db;
+            if (!db || !(db->verifies || db->acks))
+                continue;
+            fprintf(f, "<tr><td class=\"l\">");
+            cell(f, rep->runs[i]->name, 1);
+            fprintf(f, "</td><td class=\"l\">");
+            verify_cells(f, db, "</td><td>", 1);
+            fprintf(f, "</td></tr>\n");
+        }
+        fprintf(f, "</table>\n");
+    }
+    if (any_client(rep)) {
+        fprintf(f, "<h2>Replay client</h2>\n<p class=\"meta\">The replaying process's own "
+                   "cost per section (getrusage: all its threads).</p>\n<table><tr><th "
+                   "class=\"l\">run</th><th class=\"l\">resources</th><th "
+                   "class=\"l\">verdict</th></tr>\n");
+        for (size_t i = 0; i < rep->n_runs; i++) {
+            const struct an_db *db = rep->runs[i]->db;
+            if (!db || !db->client.loop_threads)
+                continue;
+            fprintf(f, "<tr><td class=\"l\">");
+            cell(f, rep->runs[i]->name, 1);
+            fprintf(f, "</td><td class=\"l\">");
+            client_cells(f, db, "</td><td class=\"l\">", 1);
+            fprintf(f, "</td></tr>\n");
+        }
+        fprintf(f, "</table>\n");
+    }
+}
+
 void an_db_md(FILE *f, const struct an_report *rep)
 {
+    extra_md(f, rep);
     if (!any_db(rep))
         return;
     fprintf(f, "### Database\n\nSampled by `replay --db` while each run replayed; rows are "
@@ -389,6 +704,7 @@ void an_db_html(FILE *f, const struct an_report *rep)
 {
     static const char *const colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
                                          "#9467bd", "#8c564b", "#e377c2", "#17becf"};
+    extra_html(f, rep);
     if (!any_db(rep))
         return;
     fprintf(f, "<h2>Database</h2>\n<p class=\"meta\">Sampled by <code>replay --db</code> while "

@@ -15,6 +15,7 @@
 #include "h2replay/units.h"
 #include "an_db.h"
 #include "an_report.h"
+#include "an_serverlog.h"
 
 #define HTML_TOP_GROUPS 20
 #define CDF_PLOTS 12
@@ -682,6 +683,7 @@ int an_report_html(FILE *f, const struct an_report *rep)
     fprintf(f, "<br>\n");
     time_plot(f, rep, "plot-inflight", "In flight at the end of each window", PK_INFLIGHT);
     an_db_html(f, rep); /* replay --db evidence, an_report_db.c */
+    an_slog_html(f, rep); /* --server-log, an_report_serverlog.c */
     cdf_section(f, rep);
     diff_html(f, rep);
     groups_html(f, rep);

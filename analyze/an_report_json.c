@@ -12,6 +12,7 @@
 
 #include "an_db.h"
 #include "an_report.h"
+#include "an_serverlog.h"
 
 #ifndef H2R_VERSION
 #define H2R_VERSION "unknown"
@@ -262,6 +263,8 @@ static json_t *jrun(const struct an_report *rep, size_t i)
     json_object_set_new(o, "windows", jwindows(&r->series));
     json_object_set_new(o, "failures", jfailures(rep, r));
     json_object_set_new(o, "db", an_db_json(r->db)); /* replay --db evidence, an_report_db.c */
+    json_object_set_new(o, "client", an_client_json(r->db)); /* replay client, an_report_db.c */
+    json_object_set_new(o, "server_log", an_slog_json(r)); /* an_report_serverlog.c */
     return o;
 }
 

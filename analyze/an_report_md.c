@@ -12,6 +12,7 @@
 #include "h2replay/units.h"
 #include "an_db.h"
 #include "an_report.h"
+#include "an_serverlog.h"
 
 #define MD_TOP_GROUPS 20
 
@@ -223,6 +224,7 @@ int an_report_md(FILE *f, const struct an_report *rep)
     runs_md(f, rep);
     failures_md(f, rep);
     an_db_md(f, rep); /* replay --db evidence, an_report_db.c */
+    an_slog_md(f, rep); /* --server-log, an_report_serverlog.c */
     diff_md(f, rep);
     groups_md(f, rep);
     return ferror(f) ? H2R_ERR_IO : 0;

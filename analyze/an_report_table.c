@@ -11,6 +11,7 @@
 #include "h2replay/units.h"
 #include "an_db.h"
 #include "an_report.h"
+#include "an_serverlog.h"
 
 /* Endpoint rows printed per run and per diff (the JSON has all of them). */
 #define TABLE_TOP_GROUPS 15
@@ -266,6 +267,7 @@ int an_report_table(FILE *f, const struct an_report *rep)
     for (size_t i = 0; i < rep->n_runs; i++) {
         run_block(f, rep, i);
         an_db_table(f, rep->runs[i]->db); /* replay --db evidence, an_report_db.c */
+        an_slog_table(f, rep->runs[i]);   /* --server-log, an_report_serverlog.c */
     }
     diff_block(f, rep);
     gates_block(f, rep);

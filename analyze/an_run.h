@@ -31,6 +31,7 @@
 #define AN_SHARD_START_SLACK_NS 1000000000LL
 
 struct an_db;
+struct an_slog;
 
 enum an_group_by { AN_GROUP_ENDPOINT, AN_GROUP_CONN, AN_GROUP_NONE };
 enum an_run_kind { AN_KIND_RUN, AN_KIND_TRACE };
@@ -135,6 +136,10 @@ struct an_run {
 
     /* vs the reference run (an_run_compare) */
     struct an_db *db; /* replay --db evidence (an_db.h); NULL: no db_sample records */
+    /* analyze --server-log (an_serverlog.h): the server's log on this run's timeline */
+    int64_t t0_wall_ns;         /* the first section's t0 on the wall clock; 0 unknown */
+    int64_t clock_max_error_ns; /* its NTP error bound; -1 unknown */
+    struct an_slog *slog;       /* NULL: no --server-log for this run; freed by an_analyze.c */
 
     int compared;
     uint64_t new_failures;

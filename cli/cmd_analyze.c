@@ -30,10 +30,19 @@ static void analyze_usage(FILE *f)
             "  -o, --output FILE         write the report to FILE (default stdout)\n"
             "      --gate EXPR           e.g. 'p99(/machine/register) < +20%%', 'errors == 0',\n"
             "                            'error_rate(POST /api/v1/user) <= 1%%' (repeatable);\n"
-            "                            evaluated on the last run against the reference\n"
+            "                            evaluated on the last run against the reference;\n"
+            "                            with --server-log also 'server_errors <= 0',\n"
+            "                            'server_warnings < 10'\n"
             "      --fold-rule RE=TMPL   extra endpoint folding rule, POSIX regex (repeatable)\n"
             "      --threshold RATE      error rate of a failing window (default 0.05, or 5%%)\n"
             "      --sustain N           windows for failure onset and recovery (default 3)\n"
+            "      --server-log [TARGET=]FILE\n"
+            "                            Headscale's log (zerolog JSON or console text) placed\n"
+            "                            on the timeline of run TARGET (a section name), or of\n"
+            "                            every run without it: server errors and warnings per\n"
+            "                            window, first error vs the client's first failure,\n"
+            "                            message classes (repeatable; same host or synchronized\n"
+            "                            clocks; Headscale stamps whole seconds)\n"
             "  -q, --quiet               no warnings\n"
             "\n"
             "exit status: 0 all gates passed (or none given); 1 a gate failed; 2 usage or\n"
@@ -58,7 +67,7 @@ static int parse_rate(const char *s, double *out)
 
 int cmd_analyze(int argc, char **argv)
 {
-    enum { OPT_GATE = 256, OPT_FOLD, OPT_THRESHOLD, OPT_SUSTAIN };
+    enum { OPT_GATE = 256, OPT_FOLD, OPT_THRESHOLD, OPT_SUSTAIN, OPT_SERVER_LOG };
     static const struct option longopts[] = {{"baseline", required_argument, NULL, 'b'},
                                              {"group-by", required_argument, NULL, 'g'},
                                              {"window", required_argument, NULL, 'w'},
@@ -70,15 +79,18 @@ int cmd_analyze(int argc, char **argv)
                                              {"fold-rule", required_argument, NULL, OPT_FOLD},
                                              {"threshold", required_argument, NULL, OPT_THRESHOLD},
                                              {"sustain", required_argument, NULL, OPT_SUSTAIN},
+                                             {"server-log", required_argument, NULL,
+                                              OPT_SERVER_LOG},
                                              {NULL, 0, NULL, 0}};
     struct h2r_analyze_opts o;
     h2r_analyze_opts_init(&o);
     int status = EXIT_USAGE, c;
-    size_t n_gates = 0, n_rules = 0;
+    size_t n_gates = 0, n_rules = 0, n_slogs = 0;
     /* at most one gate or rule per argument */
     const char **gates = calloc((size_t)argc + 1, sizeof(*gates));
     const char **rules = calloc((size_t)argc + 1, sizeof(*rules));
-    if (!gates || !rules) {
+    const char **slogs = calloc((size_t)argc + 1, sizeof(*slogs));
+    if (!gates || !rules || !slogs) {
         cli_err("analyze", "out of memory");
         status = 1;
         goto out;
@@ -146,6 +158,13 @@ int cmd_analyze(int argc, char **argv)
         case OPT_FOLD:
             rules[n_rules++] = optarg;
             break;
+        case OPT_SERVER_LOG:
+            if (!*optarg) {
+                cli_err("analyze", "--server-log: give [TARGET=]FILE");
+                goto out;
+            }
+            slogs[n_slogs++] = optarg;
+            break;
         case OPT_THRESHOLD:
             if (parse_rate(optarg, &o.threshold)) {
                 cli_err("analyze", "--threshold: '%s' is not a rate in [0, 1) (e.g. 0.05 or 5%%)",
@@ -178,6 +197,8 @@ int cmd_analyze(int argc, char **argv)
     o.n_gates = n_gates;
     o.fold_rules = rules;
     o.n_fold_rules = n_rules;
+    o.server_logs = slogs;
+    o.n_server_logs = n_slogs;
 
     struct h2r_analyze_result res;
     char err[1024] = "";
@@ -188,5 +209,6 @@ int cmd_analyze(int argc, char **argv)
 out:
     free(gates);
     free(rules);
+    free(slogs);
     return status;
 }

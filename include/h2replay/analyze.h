@@ -50,6 +50,13 @@ struct h2r_analyze_opts {
     double threshold; /* error rate of a failing window; default 0.05 */
     unsigned sustain; /* consecutive windows for onset and recovery; default 3 */
     FILE *log;        /* warnings and failing gates; NULL = stderr */
+    /*
+     * Server logs, "[TARGET=]FILE" (Headscale's zerolog JSON or console
+     * log): placed on the timeline of the run(s) of section TARGET, or of
+     * every run without it (docs/analyze.md, "Server logs").
+     */
+    const char *const *server_logs;
+    size_t n_server_logs;
     int quiet;        /* no warnings */
 };
 

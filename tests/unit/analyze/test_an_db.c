@@ -5,7 +5,9 @@
  * events), analysed with h2r_analyze in every format. Checks the folded
  * figures in the JSON, the table's lines (and its 100-column limit), the
  * Markdown table, the HTML plot, that a hostile kind string is escaped, and
- * that db_sample records are no longer taken for orphans.
+ * that db_sample records are no longer taken for orphans. Then ack, verify
+ * and section-end resource records: "acknowledged but lost", "present but
+ * never acknowledged" and the "client-bound" verdict in every format.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -303,6 +305,139 @@ static void test_no_db(void)
     an_db_free(db);
 }
 
+/* Section "hs": 3 acks, a verify with 1 lost user and 2 unacknowledged keys, a client that
+ * used 1.9 cores for 2 loop threads and hit EMFILE; no db samples at all. */
+static void write_ack_run(const char *path)
+{
+    struct h2r_run_meta m;
+    memset(&m, 0, sizeof(m));
+    m.tool_version = "test";
+    m.trace_path = "t.h2rt";
+    m.trace_sha256 = "";
+    m.settings = "speed=10";
+    m.shard_count = 1;
+    struct h2r_run_writer *w = NULL;
+    char err[256];
+    CHECK_EQ_INT(h2r_run_writer_open(&w, path, &m, err, sizeof(err)), 0);
+    if (!w)
+        return;
+    section(w, 0, "hs");
+    for (int i = 0; i < 3; i++) {
+        result(w, 0, (uint64_t)i + 1, (int64_t)i * 100 * MS);
+        struct h2r_run_ack a;
+        memset(&a, 0, sizeof(a));
+        a.exchange_id = (uint64_t)i + 1;
+        a.kind = i == 2 ? "pre_auth_key" : "user";
+        a.name = "u<1>";
+        a.source = i == 1 ? H2R_ACK_SRC_REQUEST : H2R_ACK_SRC_RESPONSE;
+        CHECK_EQ_INT(h2r_run_write_ack(w, &a), 0);
+    }
+    struct h2r_run_verify v;
+    memset(&v, 0, sizeof(v));
+    v.db_kind = "sqlite";
+    v.acks = 3;
+    v.n_kinds = 2;
+    v.kinds[0].kind = "users";
+    v.kinds[0].acknowledged = 2;
+    v.kinds[0].present = 1;
+    v.kinds[0].lost = 1;
+    v.kinds[0].lost_examples[0] = "{\"kind\":\"user\",\"name\":\"<gone>\"}";
+    v.kinds[0].n_lost_examples = 1;
+    v.kinds[1].kind = "pre_auth_keys";
+    v.kinds[1].acknowledged = 1;
+    v.kinds[1].present = 3;
+    v.kinds[1].unacknowledged = 2;
+    v.kinds[1].unacked_examples[0] = "{\"id\":7}";
+    v.kinds[1].n_unacked_examples = 1;
+    CHECK_EQ_INT(h2r_run_write_verify(w, &v), 0);
+    struct h2r_run_section_end e;
+    memset(&e, 0, sizeof(e));
+    e.t_end_ns = 2 * SEC;
+    e.exchanges = 3;
+    e.cpu_user_ns = 3 * SEC;
+    e.cpu_sys_ns = 8 * SEC / 10; /* 3.8 s over 2 s: 1.9 cores */
+    e.max_rss_kb = 2048;
+    e.loop_threads = 2;
+    e.max_late_ns = 40 * MS;
+    e.late_p99_ns = 30 * MS;
+    e.peak_fds = 1020;
+    e.peak_conns = 1000;
+    e.fd_limit = 1024;
+    e.emfile_errors = 5;
+    CHECK_EQ_INT(h2r_run_write_section_end(w, &e), 0);
+    CHECK_EQ_INT(h2r_run_writer_close(w), 0);
+}
+
+static void test_acks_verify_client(void)
+{
+    const char *run = tmp("acks.h2rr");
+    write_ack_run(run);
+    CHECK_EQ_INT(analyze(run, H2R_ANALYZE_JSON, tmp("acks.json"), NULL), 0);
+    json_error_t jerr;
+    json_t *root = json_load_file(tmp("acks.json"), 0, &jerr);
+    CHECK(root != NULL);
+    json_t *r0 = json_array_get(json_object_get(root, "runs"), 0);
+    json_t *db = json_object_get(r0, "db"), *client = json_object_get(r0, "client");
+    CHECK_EQ_INT(jpath_int(db, "acks", NULL, NULL), 3);
+    CHECK_EQ_INT(jpath_int(db, "verify", "acknowledged_but_lost", NULL), 1);
+    CHECK_EQ_INT(jpath_int(db, "verify", "present_but_never_acknowledged", NULL), 2);
+    CHECK_EQ_INT(jpath_int(json_object_get(json_object_get(db, "verify"), "kinds"), "users",
+                           "lost", NULL),
+                 1);
+    CHECK(json_object_get(db, "sqlite") == NULL); /* no samples: no sample figures */
+    CHECK_EQ_INT(jpath_int(client, "loop_threads", NULL, NULL), 2);
+    CHECK_EQ_INT(jpath_int(client, "peak_fds", NULL, NULL), 1020);
+    CHECK_EQ_INT(jpath_int(client, "emfile_errors", NULL, NULL), 5);
+    CHECK(json_is_true(json_object_get(client, "client_bound")));
+    const char *why = json_string_value(json_object_get(client, "client_bound_reason"));
+    CHECK(why && strstr(why, "1.90 cores for 2 loop threads") && strstr(why, "EMFILE"));
+    json_decref(root);
+
+    CHECK_EQ_INT(analyze(run, H2R_ANALYZE_TABLE, tmp("acks.txt"), NULL), 0);
+    char *t = slurp(tmp("acks.txt"));
+    CHECK(t && strstr(t, "acknowledged   users 2, pre_auth_keys 1 (1 identified by the request"));
+    CHECK(t && strstr(t, "acknowledged but lost 1, present but never acknowledged 2"));
+    CHECK(t && strstr(t, "  lost         users {\"kind\":\"user\",\"name\":\"<gone>\"}"));
+    CHECK(t && strstr(t, "client-bound: the replay used 1.90 cores"));
+    CHECK(t && strstr(t, "fds max 1020 of 1024"));
+    for (char *line = t; t && line && *line;) { /* the 100-column limit holds here too */
+        char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        if (strstr(line, "acknowledged") == line + 3 || strstr(line, "replay client") == line + 3)
+            CHECK(len <= 100);
+        line = nl ? nl + 1 : NULL;
+    }
+    free(t);
+
+    CHECK_EQ_INT(analyze(run, H2R_ANALYZE_MD, tmp("acks.md"), NULL), 0);
+    char *md = slurp(tmp("acks.md"));
+    CHECK(md && strstr(md, "### Acknowledged vs stored"));
+    CHECK(md && strstr(md, "| 1 | 2 | lost users {\"kind\":\"user\",\"name\":\"\\<gone\\>\"}"));
+    CHECK(md && strstr(md, "### Replay client"));
+    CHECK(md && strstr(md, "client-bound"));
+    free(md);
+
+    CHECK_EQ_INT(analyze(run, H2R_ANALYZE_HTML, tmp("acks.html"), NULL), 0);
+    char *html = slurp(tmp("acks.html"));
+    CHECK(html && strstr(html, "<h2>Acknowledged vs stored</h2>"));
+    CHECK(html && strstr(html, "<b>1</b>"));
+    CHECK(html && strstr(html, "&lt;gone&gt;") && !strstr(html, "<gone>"));
+    CHECK(html && strstr(html, "<h2>Replay client</h2>"));
+    free(html);
+
+    /* an old-style section end (no resources): no client lines, no verdict */
+    struct an_db *d = NULL;
+    struct h2r_run_section_end e;
+    memset(&e, 0, sizeof(e));
+    e.t_end_ns = SEC;
+    e.cpu_user_ns = 2 * SEC;
+    CHECK_EQ_INT(an_db_add_end(&d, &e), 0);
+    char buf[256];
+    CHECK_EQ_INT(an_client_bound(d, buf, sizeof(buf)), 0);
+    CHECK_EQ_STR(buf, "");
+    an_db_free(d);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/h2r-an-db.XXXXXX");
@@ -312,6 +447,7 @@ int main(void)
     }
     test_reports();
     test_no_db();
+    test_acks_verify_client();
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
