@@ -8,8 +8,9 @@
 #   5. Headscale v0.29.2 on SQLite and on PostgreSQL (scripts/headscale.sh; PostgreSQL joins
 #      only when it can be installed and started, otherwise the demo says so and goes on)
 #   6. replay the committed trace of a real gRPC client registering 10 users with pre-auth keys
-#      (traces/headscale-grpc.h2rt, grpcurl over h2c) against both at 10x, watching each
-#      database (--db), one run file per server (each has its own API key: --set is global)
+#      (traces/headscale-grpc.h2rt, grpcurl over h2c) against both at 10x in ONE replay (one
+#      section per server, each with its own API key: --set TARGET:NAME=VALUE), watching each
+#      database (--db) and checking what each server acknowledged against it
 #   7. analyze: the table printed here, an HTML report in OUT_DIR/report.html
 #
 # Everything is stopped on exit (trap). Bounded: < 10 minutes on a warm machine, < 20 cold
@@ -80,7 +81,9 @@ HS_TRACE=traces/headscale-grpc-$HS_VERSION_DEMO.h2rt
 [[ -f $HS_TRACE ]] || HS_TRACE=traces/headscale-grpc.h2rt
 
 envget() { sed -n "s/^$1=//p" <<<"$2" | head -1; }
-runs=()
+targets=()
+shown=()
+started=()
 for db in "${DBS[@]}"; do
     step "starting Headscale $HS_VERSION_DEMO on $db (scripts/headscale.sh)"
     if ! env_out=$(timeout 300 scripts/headscale.sh start --version "$HS_VERSION_DEMO" --db "$db" --no-install \
@@ -97,17 +100,24 @@ for db in "${DBS[@]}"; do
     dsn=$(envget HS_DB "$env_out")
     key=$(envget HS_API_KEY "$env_out")
     echo "Headscale $HS_VERSION_DEMO on $db: gRPC (h2c) $grpc, database $dsn, ready in $(envget HS_READY_MS "$env_out") ms"
-
-    run=$OUT/headscale-$db.h2rr
-    step "replaying $HS_TRACE against $db at ${SPEED}x, sampling its database (--db)"
-    echo "$H2R replay $HS_TRACE --target $db=http://$grpc --db $db=$dsn --set authorization_1=*** --speed $SPEED -o $run"
-    timeout 300 "$H2R" replay "$HS_TRACE" --target "$db=http://$grpc" --db "$db=$dsn" \
-        --set "authorization_1=$key" --speed "$SPEED" --label "headscale $HS_VERSION_DEMO $db" -o "$run" ||
-        die "replay against $db failed"
-    runs+=("$run")
-    scripts/headscale.sh stop --dir "${hs_dirs[-1]}" >/dev/null 2>&1 || true
+    # one section per server; each has its own API key: a per-target --set (docs/rewrite-rules.md)
+    targets+=(--target "$db=http://$grpc" --db "$db=$dsn" --set "$db:authorization_1=$key")
+    shown+=("--target $db=http://$grpc --db $db=$dsn --set $db:authorization_1=***")
+    started+=("$db")
 done
-[[ ${#runs[@]} -gt 0 ]] || die "no Headscale could be replayed"
+[[ ${#started[@]} -gt 0 ]] || die "no Headscale could be started"
+
+# One replay, one run file, one section per server (in turn: the servers never share the load);
+# --db samples each database and checks at the section's end what the server acknowledged.
+run=$OUT/headscale.h2rr
+runs=("$run")
+step "replaying $HS_TRACE against ${started[*]} at ${SPEED}x, sampling their databases (--db)"
+echo "$H2R replay $HS_TRACE ${shown[*]} --speed $SPEED -o $run"
+timeout 600 "$H2R" replay "$HS_TRACE" "${targets[@]}" --speed "$SPEED" \
+    --label "headscale $HS_VERSION_DEMO" -o "$run" || die "replay against ${started[*]} failed"
+for d in "${hs_dirs[@]}"; do
+    scripts/headscale.sh stop --dir "$d" >/dev/null 2>&1 || true
+done
 
 step "h2replay analyze ${runs[*]}"
 timeout 120 "$H2R" analyze "${runs[@]}" --format table
