@@ -496,6 +496,64 @@ static void jsonl_run_other(const struct h2r_run_record *rec)
         json_object_set_new(o, "cpu_user_ns", json_integer(e->cpu_user_ns));
         json_object_set_new(o, "cpu_sys_ns", json_integer(e->cpu_sys_ns));
         json_object_set_new(o, "max_rss_kb", json_integer((json_int_t)e->max_rss_kb));
+        json_object_set_new(o, "loop_threads", json_integer(e->loop_threads));
+        json_object_set_new(o, "max_late_ns", json_integer(e->max_late_ns));
+        json_object_set_new(o, "late_p99_ns", json_integer(e->late_p99_ns));
+        json_object_set_new(o, "peak_fds", json_integer((json_int_t)e->peak_fds));
+        json_object_set_new(o, "peak_conns", json_integer((json_int_t)e->peak_conns));
+        json_object_set_new(o, "fd_limit", json_integer((json_int_t)e->fd_limit));
+        json_object_set_new(o, "emfile_errors", json_integer((json_int_t)e->emfile_errors));
+        break;
+    }
+    case H2R_RUN_REC_ACK: {
+        const struct h2r_run_ack *a = &rec->u.ack;
+        json_object_set_new(o, "type", json_string("ack"));
+        json_object_set_new(o, "section", json_integer(a->section));
+        json_object_set_new(o, "exchange", json_integer((json_int_t)a->exchange_id));
+        json_object_set_new(o, "conn", json_integer((json_int_t)a->trace_conn));
+        json_object_set_new(o, "t_ns", json_integer(a->t_ns));
+        json_object_set_new(o, "kind", json_str_or_null(a->kind));
+        json_object_set_new(o, "id", json_str_or_null(a->id));
+        json_object_set_new(o, "name", json_str_or_null(a->name));
+        json_object_set_new(o, "key", json_str_or_null(a->key));
+        json_object_set_new(o, "prefix", json_str_or_null(a->prefix));
+        json_object_set_new(o, "node_key", json_str_or_null(a->node_key));
+        json_object_set_new(o, "machine_key", json_str_or_null(a->machine_key));
+        json_object_set_new(o, "hostname", json_str_or_null(a->hostname));
+        json_object_set_new(o, "source", json_string(a->source == H2R_ACK_SRC_REQUEST
+                                                         ? "request"
+                                                         : "response"));
+        break;
+    }
+    case H2R_RUN_REC_VERIFY: {
+        const struct h2r_run_verify *v = &rec->u.verify;
+        json_object_set_new(o, "type", json_string("verify"));
+        json_object_set_new(o, "section", json_integer(v->section));
+        json_object_set_new(o, "t_ns", json_integer(v->t_ns));
+        json_object_set_new(o, "db", json_str_or_null(v->db_kind));
+        json_object_set_new(o, "error", json_str_or_null(v->error));
+        json_object_set_new(o, "acks", json_integer((json_int_t)v->acks));
+        json_object_set_new(o, "acks_dropped", json_integer((json_int_t)v->acks_dropped));
+        json_object_set_new(o, "ignored", json_integer((json_int_t)v->ignored));
+        json_t *kinds = json_object();
+        for (size_t i = 0; i < v->n_kinds; i++) {
+            const struct h2r_run_verify_kind *k = &v->kinds[i];
+            json_t *ko = json_object();
+            json_object_set_new(ko, "acknowledged", json_integer((json_int_t)k->acknowledged));
+            json_object_set_new(ko, "present", json_integer((json_int_t)k->present));
+            json_object_set_new(ko, "lost", json_integer((json_int_t)k->lost));
+            json_object_set_new(ko, "unacknowledged",
+                                json_integer((json_int_t)k->unacknowledged));
+            json_t *lost = json_array(), *unacked = json_array();
+            for (size_t j = 0; j < k->n_lost_examples; j++)
+                json_array_append_new(lost, json_string(k->lost_examples[j]));
+            for (size_t j = 0; j < k->n_unacked_examples; j++)
+                json_array_append_new(unacked, json_string(k->unacked_examples[j]));
+            json_object_set_new(ko, "lost_examples", lost);
+            json_object_set_new(ko, "unacknowledged_examples", unacked);
+            json_object_set_new(kinds, k->kind ? k->kind : "?", ko);
+        }
+        json_object_set_new(o, "kinds", kinds);
         break;
     }
     case H2R_RUN_REC_DB_SAMPLE: {
@@ -568,7 +626,7 @@ static int show_run(const char *path, enum show_format fmt, int all)
         print_json(o);
     }
     struct h2r_run_record rec;
-    uint64_t results = 0, errors = 0;
+    uint64_t results = 0, errors = 0, acks = 0;
     while ((rc = h2r_run_reader_next(r, &rec)) == 1) {
         if (rec.kind == H2R_RUN_REC_RESULT) {
             results++;
@@ -593,6 +651,21 @@ static int show_run(const char *path, enum show_format fmt, int all)
                    rec.u.section.label ? rec.u.section.label : "");
             printf("%3s %7s %5s %10s %9s %9s %-7s %-6s %-17s %s\n", "SEC", "EXCH", "CONN",
                    "DUE", "LATE", "LATENCY", "METHOD", "STATUS", "CLASS", "PATH");
+        } else if (rec.kind == H2R_RUN_REC_ACK) {
+            acks++;
+        } else if (rec.kind == H2R_RUN_REC_VERIFY) {
+            const struct h2r_run_verify *v = &rec.u.verify;
+            printf("section %u verify (%s): %" PRIu64 " acknowledgements", v->section,
+                   v->db_kind ? v->db_kind : "?", v->acks);
+            if (v->error)
+                printf(", could not check: %s", v->error);
+            for (size_t i = 0; i < v->n_kinds; i++)
+                printf("%s %s %" PRIu64 " acknowledged / %" PRIu64 " present, %" PRIu64
+                       " lost, %" PRIu64 " never acknowledged",
+                       i ? ";" : ":", v->kinds[i].kind ? v->kinds[i].kind : "?",
+                       v->kinds[i].acknowledged, v->kinds[i].present, v->kinds[i].lost,
+                       v->kinds[i].unacknowledged);
+            printf("\n");
         } else if (rec.kind == H2R_RUN_REC_SECTION_END) {
             printf("section %u end: %" PRIu64 " exchanges, %" PRIu64 " errors%s, cpu %.2fs, "
                    "max rss %" PRIu64 " kB\n",
@@ -609,7 +682,8 @@ static int show_run(const char *path, enum show_format fmt, int all)
         status = 1;
     }
     if (fmt == FMT_TABLE && rc >= 0)
-        printf("\n%" PRIu64 " results, %" PRIu64 " failed\n", results, errors);
+        printf("\n%" PRIu64 " results, %" PRIu64 " failed, %" PRIu64 " acknowledgements\n",
+               results, errors, acks);
     h2r_run_reader_free(r);
     return status;
 }
