@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "h2replay/error.h"
-#include "fields.h"
+#include "h2replay/fields.h"
 
 void h2r_buf_init(struct h2r_buf *b, size_t max)
 {
@@ -156,9 +156,61 @@ int fld_next(struct fld_cursor *c, struct fld_value *out)
         c->len -= (size_t)n;
         return 1;
     }
+    case FLD_FIXED64:
+    case FLD_FIXED32: {
+        size_t w = out->wire_type == FLD_FIXED64 ? 8 : 4;
+        if (c->len < w)
+            return H2R_ERR_TRUNCATED;
+        for (size_t i = 0; i < w; i++) /* little-endian */
+            out->u |= (uint64_t)c->p[i] << (8 * i);
+        c->p += w;
+        c->len -= w;
+        return 1;
+    }
     default:
         return H2R_ERR_FORMAT;
     }
+}
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+enum { COUNTER_NAME = 1, COUNTER_VALUE = 2 };
+
+void fld_put_counter(struct h2r_buf *b, uint32_t field, const char *name, uint64_t value)
+{
+    size_t nl = strlen(name);
+    size_t inner = 1 + varint_len(nl) + nl + 1 + varint_len(value);
+    h2r_buf_put_varint(b, ((uint64_t)field << 3) | FLD_BYTES);
+    h2r_buf_put_varint(b, inner);
+    fld_put_bytes(b, COUNTER_NAME, name, nl);
+    fld_put_u64(b, COUNTER_VALUE, value);
+}
+
+int fld_get_counter(const struct fld_value *v, struct fld_value *name, uint64_t *value)
+{
+    if (v->wire_type != FLD_BYTES)
+        return H2R_ERR_FORMAT;
+    struct fld_cursor c = {v->data, v->n};
+    struct fld_value f;
+    int rc, have_name = 0;
+    *value = 0;
+    while ((rc = fld_next(&c, &f)) == 1) {
+        if (f.field == COUNTER_NAME && f.wire_type == FLD_BYTES) {
+            *name = f;
+            have_name = 1;
+        } else if (f.field == COUNTER_VALUE && f.wire_type == FLD_VARINT) {
+            *value = f.u;
+        }
+    }
+    return rc < 0 || !have_name ? H2R_ERR_FORMAT : 0;
 }
 
 int64_t fld_zigzag_decode(uint64_t u)

@@ -19,7 +19,7 @@
 
 #include "h2replay/error.h"
 #include "h2replay/trace.h"
-#include "fields.h"
+#include "h2replay/fields.h"
 #include "recio.h"
 
 struct recio_writer {

@@ -10,7 +10,7 @@
 
 #include "h2replay/run.h"
 #include "h2replay/trace.h"
-#include "fields.h"
+#include "h2replay/fields.h"
 #include "recio.h"
 
 static const char run_magic[RECIO_MAGIC_LEN] = {'H', '2', 'R', 'R', 'U', 'N', 'F', '1'};
@@ -83,7 +83,6 @@ enum {
     PF_MAX_LATE
 };
 enum { DF_SECTION = 1, DF_T, DF_KIND, DF_VALUE };
-enum { KF_NAME = 1, KF_VALUE };
 enum {
     NF_SECTION = 1,
     NF_T_END,
@@ -344,22 +343,12 @@ int h2r_run_write_section_end(struct h2r_run_writer *w, const struct h2r_run_sec
 int h2r_run_write_db_sample(struct h2r_run_writer *w, const struct h2r_run_db_sample *s)
 {
     struct h2r_buf *b = &w->rec;
-    struct h2r_buf sub;
     h2r_buf_reset(b);
-    h2r_buf_init(&sub, 4096);
     fld_put_u64(b, DF_SECTION, s->section);
     fld_put_i64(b, DF_T, s->t_ns);
     fld_put_str(b, DF_KIND, s->db_kind);
-    for (size_t i = 0; i < s->n_values; i++) {
-        h2r_buf_reset(&sub);
-        fld_put_str(&sub, KF_NAME, s->values[i].name);
-        fld_put_u64(&sub, KF_VALUE, s->values[i].value);
-        if (sub.failed)
-            b->failed = sub.failed;
-        else
-            fld_put_bytes(b, DF_VALUE, sub.p, sub.len);
-    }
-    h2r_buf_free(&sub);
+    for (size_t i = 0; i < s->n_values; i++)
+        fld_put_counter(b, DF_VALUE, s->values[i].name, s->values[i].value);
     return rw_emit(w, H2R_RUN_REC_DB_SAMPLE);
 }
 
@@ -833,21 +822,11 @@ static int decode_db_sample(struct h2r_run_reader *r, const uint8_t *p, size_t n
             kind = arena_str(a, &v);
             break;
         case DF_VALUE: {
-            if (v.wire_type != FLD_BYTES)
-                return bad_record(r, "db sample");
-            struct fld_cursor cc = {v.data, v.n};
             struct fld_value kv;
-            size_t name = NO_STR;
-            uint64_t value = 0;
-            int krc;
-            while ((krc = fld_next(&cc, &kv)) == 1) {
-                if (kv.field == KF_NAME)
-                    name = arena_str(a, &kv);
-                else if (kv.field == KF_VALUE)
-                    value = kv.u;
-            }
-            if (krc < 0 || name == NO_STR || r->n_values >= 4096)
+            uint64_t value;
+            if (fld_get_counter(&v, &kv, &value) != 0 || r->n_values >= 4096)
                 return bad_record(r, "db sample value");
+            size_t name = arena_str(a, &kv);
             if (r->n_values == r->cap_values) {
                 size_t ncap = r->cap_values ? r->cap_values * 2 : 32;
                 struct h2r_counter *nv = realloc(r->values, ncap * sizeof(*nv));

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "h2replay/trace.h"
-#include "fields.h"
+#include "h2replay/fields.h"
 #include "recio.h"
 
 static const char trace_magic[RECIO_MAGIC_LEN] = {'H', '2', 'R', 'T', 'R', 'A', 'C', 'E'};
@@ -67,7 +67,6 @@ enum {
     SF_END_NS,
     SF_COUNTER
 };
-enum { KF_NAME = 1, KF_VALUE };
 enum {
     TF_ID = 1,
     TF_CONN,
@@ -240,12 +239,8 @@ int h2r_trace_write_summary(struct h2r_trace_writer *w, const struct h2r_capture
     fld_put_u64(&w->rec, SF_GAPS, s->gaps);
     fld_put_u64(&w->rec, SF_UNDECODABLE, s->undecodable_flows);
     fld_put_i64(&w->rec, SF_END_NS, s->end_ns);
-    for (size_t i = 0; i < s->n_counters; i++) {
-        h2r_buf_reset(&w->sub);
-        fld_put_str(&w->sub, KF_NAME, s->counters[i].name);
-        fld_put_u64(&w->sub, KF_VALUE, s->counters[i].value);
-        fld_put_bytes(&w->rec, SF_COUNTER, w->sub.p, w->sub.len);
-    }
+    for (size_t i = 0; i < s->n_counters; i++)
+        fld_put_counter(&w->rec, SF_COUNTER, s->counters[i].name, s->counters[i].value);
     return tw_emit(w, H2R_REC_SUMMARY);
 }
 
@@ -598,19 +593,11 @@ static int decode_summary(struct h2r_trace_reader *r, const uint8_t *p, size_t n
         case SF_UNDECODABLE: o->undecodable_flows = v.u; break;
         case SF_END_NS: o->end_ns = fld_zigzag_decode(v.u); break;
         case SF_COUNTER: {
-            struct fld_cursor cc = {v.data, v.n};
             struct fld_value kv;
-            size_t name = NO_STR;
-            uint64_t value = 0;
-            int krc;
-            while ((krc = fld_next(&cc, &kv)) == 1) {
-                if (kv.field == KF_NAME && kv.wire_type == FLD_BYTES)
-                    name = arena_str(a, kv.data, kv.n);
-                else if (kv.field == KF_VALUE)
-                    value = kv.u;
-            }
-            if (krc < 0 || name == NO_STR)
+            uint64_t value;
+            if (fld_get_counter(&v, &kv, &value) != 0)
                 return reader_error(r, H2R_ERR_FORMAT, "malformed counter", v.field);
+            size_t name = arena_str(a, kv.data, kv.n);
             if (r->n_counters >= 4096)
                 return reader_error(r, H2R_ERR_LIMIT, "too many counters", v.field);
             if (r->n_counters == r->cap_counters) {

@@ -3,15 +3,13 @@
  * creation, the identity inside them, and the queue that carries them from
  * the loop threads to the run file.
  *
- * Why a hand-written protobuf reader and not protobuf-c: the messages we need
- * are three nested fields deep (CreateUserResponse.user.{id,name}), and
- * protobuf-c only decodes through generated descriptors, which would mean
- * vendoring Headscale's .proto files per version (0.23 has string ids where
- * 0.29 has uint64) plus protoc-c in the build for ~20 lines of work. The
- * reader below is a bounds-checked cursor in the style of core/fields.c:
- * every length is checked against what is left before it is used, and
- * anything odd is an error return, never a read past the end (a fuzz target,
- * tests/fuzz/fuzz_ack_pb.c, holds it to that).
+ * Why not protobuf-c: the messages we need are two nested fields deep
+ * (CreateUserResponse.user.{id,name}), and protobuf-c only decodes through
+ * generated descriptors, which would mean vendoring Headscale's .proto files
+ * per version (0.23 has string ids where 0.29 has uint64) plus protoc-c in the
+ * build. The replies are walked with core's bounds-checked protobuf reader
+ * (fld_next, the one the trace and run codecs use); a fuzz target,
+ * tests/fuzz/fuzz_ack_pb.c, holds this file's use of it to no read past the end.
  */
 #include <jansson.h>
 #include <pthread.h>
@@ -20,6 +18,7 @@
 #include <string.h>
 
 #include "h2replay/error.h"
+#include "h2replay/fields.h"
 #include "rp_ack.h"
 
 #define GRPC_SERVICE "/headscale.v1.HeadscaleService/"
@@ -52,72 +51,16 @@ enum rp_ack_method rp_ack_method_of(const char *method, const char *path)
     return RP_ACK_NONE;
 }
 
-/* ---- protobuf ---- */
-
-static int pb_varint(struct rp_pb *c, uint64_t *v)
-{
-    uint64_t x = 0;
-    for (unsigned shift = 0; shift < 64; shift += 7) {
-        if (c->n == 0)
-            return H2R_ERR_FORMAT;
-        uint8_t b = *c->p++;
-        c->n--;
-        x |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *v = x;
-            return 0;
-        }
-    }
-    return H2R_ERR_FORMAT; /* more than 10 bytes */
-}
-
-int rp_pb_next(struct rp_pb *c, struct rp_pb_field *f)
-{
-    if (c->n == 0)
-        return 0;
-    uint64_t tag;
-    if (pb_varint(c, &tag) || tag >> 32 || (tag >> 3) == 0)
-        return H2R_ERR_FORMAT;
-    memset(f, 0, sizeof(*f));
-    f->num = (uint32_t)(tag >> 3);
-    f->wire = (int)(tag & 7);
-    switch (f->wire) {
-    case 0:
-        return pb_varint(c, &f->u) ? H2R_ERR_FORMAT : 1;
-    case 1:
-    case 5: {
-        size_t w = f->wire == 1 ? 8 : 4;
-        if (c->n < w)
-            return H2R_ERR_FORMAT;
-        for (size_t i = 0; i < w; i++)
-            f->u |= (uint64_t)c->p[i] << (8 * i);
-        c->p += w;
-        c->n -= w;
-        return 1;
-    }
-    case 2: {
-        uint64_t len;
-        if (pb_varint(c, &len) || len > c->n)
-            return H2R_ERR_FORMAT;
-        f->data = c->p;
-        f->len = (size_t)len;
-        c->p += len;
-        c->n -= (size_t)len;
-        return 1;
-    }
-    default: /* 3, 4: groups (deprecated, never in Headscale's API); 6, 7: invalid */
-        return H2R_ERR_FORMAT;
-    }
-}
+/* ---- protobuf (the wire reader is core's fld_next, include/h2replay/fields.h) ---- */
 
 /* The last occurrence of field num (protobuf: the last one wins) as a sub-cursor. */
-static int pb_find(const uint8_t *msg, size_t n, uint32_t num, struct rp_pb_field *out)
+static int pb_find(const uint8_t *msg, size_t n, uint32_t num, struct fld_value *out)
 {
-    struct rp_pb c = {msg, n};
-    struct rp_pb_field f;
+    struct fld_cursor c = {msg, n};
+    struct fld_value f;
     int rc, found = 0;
-    while ((rc = rp_pb_next(&c, &f)) == 1) {
-        if (f.num == num) {
+    while ((rc = fld_next(&c, &f)) == 1) {
+        if (f.field == num) {
             *out = f;
             found = 1;
         }
@@ -135,16 +78,16 @@ static int text_ok(const uint8_t *p, size_t n)
 }
 
 /* A string field, or a uint64 one in decimal (Headscale 0.23 ids are strings, later uint64). */
-static int pb_text(const struct rp_pb_field *f, char *out, size_t cap)
+static int pb_text(const struct fld_value *f, char *out, size_t cap)
 {
-    if (f->wire == 0) {
+    if (f->wire_type == FLD_VARINT) {
         snprintf(out, cap, "%llu", (unsigned long long)f->u);
         return 1;
     }
-    if (f->wire != 2 || f->len == 0 || f->len >= cap || !text_ok(f->data, f->len))
+    if (f->wire_type != FLD_BYTES || f->n == 0 || f->n >= cap || !text_ok(f->data, f->n))
         return 0;
-    memcpy(out, f->data, f->len);
-    out[f->len] = '\0';
+    memcpy(out, f->data, f->n);
+    out[f->n] = '\0';
     return 1;
 }
 
@@ -165,10 +108,10 @@ int rp_grpc_message(const uint8_t *body, size_t n, const uint8_t **msg, size_t *
 static int pb_nested_text(const uint8_t *msg, size_t n, uint32_t outer, uint32_t num, char *out,
                           size_t cap)
 {
-    struct rp_pb_field f, g;
-    if (pb_find(msg, n, outer, &f) != 1 || f.wire != 2)
+    struct fld_value f, g;
+    if (pb_find(msg, n, outer, &f) != 1 || f.wire_type != FLD_BYTES)
         return 0;
-    if (pb_find(f.data, f.len, num, &g) != 1)
+    if (pb_find(f.data, f.n, num, &g) != 1)
         return 0;
     return pb_text(&g, out, cap);
 }
@@ -202,8 +145,8 @@ static int parse_grpc(enum rp_ack_method m, const uint8_t *msg, size_t n,
         pb_nested_text(msg, n, 1, 3, e->key, sizeof(e->key));
         return e->id[0] || e->key[0];
     case RP_ACK_CREATE_API_KEY: { /* CreateApiKeyResponse{string api_key = 1} */
-        struct rp_pb_field f;
-        if (pb_find(msg, n, 1, &f) != 1 || f.wire != 2 || !pb_text(&f, e->key, sizeof(e->key)))
+        struct fld_value f;
+        if (pb_find(msg, n, 1, &f) != 1 || f.wire_type != FLD_BYTES || !pb_text(&f, e->key, sizeof(e->key)))
             return 0;
         api_key_prefix(e);
         return 1;
@@ -303,10 +246,35 @@ static int parse_one(enum rp_ack_method m, const uint8_t *body, size_t n, int is
     if (!is_request)
         return parse_grpc(m, msg, len, e);
     /* requests: only CreateUserRequest{name = 1} names what it creates */
-    struct rp_pb_field f;
-    if (m != RP_ACK_CREATE_USER || pb_find(msg, len, 1, &f) != 1 || f.wire != 2)
+    struct fld_value f;
+    if (m != RP_ACK_CREATE_USER || pb_find(msg, len, 1, &f) != 1 || f.wire_type != FLD_BYTES)
         return 0;
     return pb_text(&f, e->name, sizeof(e->name));
+}
+
+/*
+ * Run files are shared (CI artifacts, bug reports) like traces, so a key's
+ * secret never reaches one: a 0.28+ key keeps its public part
+ * "hskey-auth-PPPPPPPPPPPP-" (Headscale stores that prefix in clear, and verify
+ * matches on it) and an older key is dropped (the id, or the API key's prefix,
+ * identifies the row). Returns 0 when nothing identifies the entity any more.
+ */
+static int mask_secret(struct rp_ack_entity *e)
+{
+    static const char *const tags[] = {"hskey-auth-", "hskey-api-"};
+    for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++) {
+        size_t tl = strlen(tags[i]);
+        if (strncmp(e->key, tags[i], tl) == 0 && strlen(e->key) > tl + 12 &&
+            e->key[tl + 12] == '-') {
+            snprintf(e->key + tl + 13, sizeof(e->key) - tl - 13, "***");
+            return 1;
+        }
+    }
+    if (e->key[0]) {
+        e->key[0] = '\0';
+        return e->id[0] || e->prefix[0];
+    }
+    return 1;
 }
 
 int rp_ack_parse(enum rp_ack_method m, const uint8_t *req, size_t req_len, const uint8_t *resp,
@@ -317,13 +285,13 @@ int rp_ack_parse(enum rp_ack_method m, const uint8_t *req, size_t req_len, const
     if (!kind)
         return H2R_ERR_FORMAT;
     set_kind(e, kind);
-    if (parse_one(m, resp, resp_len, 0, e)) {
+    if (parse_one(m, resp, resp_len, 0, e) && mask_secret(e)) {
         e->source = H2R_ACK_SRC_RESPONSE;
         return 0;
     }
     memset(e, 0, sizeof(*e));
     set_kind(e, kind);
-    if (parse_one(m, req, req_len, 1, e)) {
+    if (parse_one(m, req, req_len, 1, e) && mask_secret(e)) {
         e->source = H2R_ACK_SRC_REQUEST;
         return 0;
     }

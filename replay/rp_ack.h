@@ -58,25 +58,6 @@ struct rp_ack_entity {
     uint32_t source; /* H2R_ACK_SRC_* */
 };
 
-/* ---- bounded protobuf reader (exposed for tests and the fuzzer) ---- */
-
-/* A cursor over a protobuf message (https://protobuf.dev/programming-guides/encoding/). */
-struct rp_pb {
-    const uint8_t *p;
-    size_t n;
-};
-
-struct rp_pb_field {
-    uint32_t num;
-    int wire;            /* 0 varint, 1 fixed64, 2 length-delimited, 5 fixed32 */
-    uint64_t u;          /* varint / fixed value */
-    const uint8_t *data; /* wire 2: borrowed from the message */
-    size_t len;
-};
-
-/* Next field: 1, 0 at the end, H2R_ERR_FORMAT when malformed (groups are malformed here). */
-int rp_pb_next(struct rp_pb *c, struct rp_pb_field *f);
-
 /*
  * The first complete gRPC message of a body (RFC-less: grpc/doc/PROTOCOL-HTTP2.md,
  * "Length-Prefixed-Message": 1 byte compressed flag, 4 bytes big-endian length).

@@ -1,6 +1,6 @@
 /*
  * libFuzzer target for the acknowledgement readers (replay/rp_ack.c): the
- * bounded protobuf cursor and the gRPC/REST/TS2021 identity parsers. Any
+ * protobuf reader they use (core's fld_next) and the gRPC/REST/TS2021 identity parsers. Any
  * bytes as a response (and as a request) of every method must parse or fail
  * cleanly; whatever is extracted is NUL-terminated printable text.
  */
@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "h2replay/fields.h"
 #include "rp_ack.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -24,11 +25,10 @@ static void check_text(const char *s, size_t cap)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct rp_pb c = {data, size};
-    struct rp_pb_field f;
-    int rc;
-    while ((rc = rp_pb_next(&c, &f)) == 1) {
-        if (f.wire == 2 && (f.data < data || f.data + f.len > data + size))
+    struct fld_cursor c = {data, size};
+    struct fld_value f;
+    while (fld_next(&c, &f) == 1) {
+        if (f.wire_type == FLD_BYTES && (f.data < data || f.data + f.n > data + size))
             abort();
     }
     for (int m = RP_ACK_CREATE_USER; m <= RP_ACK_REST_API_KEY; m++) {

@@ -2,7 +2,7 @@
 #include <stdint.h>
 
 #include "check.h"
-#include "fields.h"
+#include "h2replay/fields.h"
 #include "h2replay/error.h"
 
 static void test_varint_roundtrip(void)
@@ -57,15 +57,41 @@ static void test_malformed(void)
     struct fld_value fv;
     CHECK_EQ_INT(fld_next(&c, &fv), H2R_ERR_TRUNCATED);
 
-    /* wire type 5 is not used by our formats */
-    static const uint8_t bad_wt[] = {(1 << 3) | 5, 0};
-    c = (struct fld_cursor){bad_wt, sizeof(bad_wt)};
-    CHECK_EQ_INT(fld_next(&c, &fv), H2R_ERR_FORMAT);
+    /* fixed32 cut short; groups (3, 4) and wire types 6, 7 are malformed */
+    static const uint8_t short_fixed[] = {(1 << 3) | 5, 0};
+    c = (struct fld_cursor){short_fixed, sizeof(short_fixed)};
+    CHECK_EQ_INT(fld_next(&c, &fv), H2R_ERR_TRUNCATED);
+    for (uint8_t wt = 3; wt <= 7; wt++) {
+        if (wt == 5)
+            continue;
+        uint8_t bad_wt[] = {(uint8_t)((1 << 3) | wt), 0, 0, 0, 0, 0, 0, 0, 0};
+        c = (struct fld_cursor){bad_wt, sizeof(bad_wt)};
+        CHECK_EQ_INT(fld_next(&c, &fv), H2R_ERR_FORMAT);
+    }
 
     /* field number 0 is invalid */
     static const uint8_t zero_field[] = {0, 1};
     c = (struct fld_cursor){zero_field, sizeof(zero_field)};
     CHECK_EQ_INT(fld_next(&c, &fv), H2R_ERR_FORMAT);
+}
+
+/* Fixed-width fields (a proto3 double, fixed32...): little-endian, skipped by our codecs. */
+static void test_fixed(void)
+{
+    static const uint8_t msg[] = {(1 << 3) | 1, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,
+                                  (2 << 3) | 5, 0xef, 0xbe, 0xad, 0xde, (3 << 3) | 0, 7};
+    struct fld_cursor c = {msg, sizeof(msg)};
+    struct fld_value fv;
+    CHECK_EQ_INT(fld_next(&c, &fv), 1);
+    CHECK_EQ_INT(fv.wire_type, FLD_FIXED64);
+    CHECK(fv.u == 0x0807060504030201ULL);
+    CHECK_EQ_INT(fld_next(&c, &fv), 1);
+    CHECK_EQ_INT(fv.wire_type, FLD_FIXED32);
+    CHECK(fv.u == 0xdeadbeefULL);
+    CHECK_EQ_INT(fld_next(&c, &fv), 1);
+    CHECK_EQ_INT(fv.field, 3);
+    CHECK_EQ_INT(fv.u, 7);
+    CHECK_EQ_INT(fld_next(&c, &fv), 0);
 }
 
 static void test_buf_cap(void)
@@ -85,6 +111,7 @@ int main(void)
     test_varint_roundtrip();
     test_zigzag();
     test_malformed();
+    test_fixed();
     test_buf_cap();
     return check_summary("test_core_fields");
 }

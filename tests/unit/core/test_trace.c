@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "fields.h"
+#include "h2replay/fields.h"
 #include "recio.h"
 #include "h2replay/trace.h"
 

@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "h2replay/error.h"
+#include "h2replay/fields.h"
 #include "rp_ack.h"
 
 struct msg {
@@ -71,24 +72,24 @@ static void test_pb_reader(void)
     struct msg m = {{0}, 0};
     put_u(&m, 1, 300);
     put_s(&m, 2, "ab", 2);
-    struct rp_pb c = {m.b, m.n};
-    struct rp_pb_field f;
-    CHECK_EQ_INT(rp_pb_next(&c, &f), 1);
-    CHECK_EQ_INT(f.num, 1);
+    struct fld_cursor c = {m.b, m.n};
+    struct fld_value f;
+    CHECK_EQ_INT(fld_next(&c, &f), 1);
+    CHECK_EQ_INT(f.field, 1);
     CHECK_EQ_INT(f.u, 300);
-    CHECK_EQ_INT(rp_pb_next(&c, &f), 1);
-    CHECK_EQ_INT(f.wire, 2);
-    CHECK_EQ_MEM(f.data, f.len, "ab", 2);
-    CHECK_EQ_INT(rp_pb_next(&c, &f), 0);
+    CHECK_EQ_INT(fld_next(&c, &f), 1);
+    CHECK_EQ_INT(f.wire_type, FLD_BYTES);
+    CHECK_EQ_MEM(f.data, f.n, "ab", 2);
+    CHECK_EQ_INT(fld_next(&c, &f), 0);
     /* a length past the end, a group, field number 0, an 11-byte varint */
     const uint8_t past[] = {0x12, 0x05, 'a'}, group[] = {0x0b}, zero[] = {0x00, 0x01};
     const uint8_t longv[] = {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
-    struct rp_pb b1 = {past, sizeof(past)}, b2 = {group, sizeof(group)}, b3 = {zero, sizeof(zero)},
-                 b4 = {longv, sizeof(longv)};
-    CHECK_EQ_INT(rp_pb_next(&b1, &f), H2R_ERR_FORMAT);
-    CHECK_EQ_INT(rp_pb_next(&b2, &f), H2R_ERR_FORMAT);
-    CHECK_EQ_INT(rp_pb_next(&b3, &f), H2R_ERR_FORMAT);
-    CHECK_EQ_INT(rp_pb_next(&b4, &f), H2R_ERR_FORMAT);
+    struct fld_cursor b1 = {past, sizeof(past)}, b2 = {group, sizeof(group)},
+                      b3 = {zero, sizeof(zero)}, b4 = {longv, sizeof(longv)};
+    CHECK_EQ_INT(fld_next(&b1, &f), H2R_ERR_TRUNCATED);
+    CHECK_EQ_INT(fld_next(&b2, &f), H2R_ERR_FORMAT);
+    CHECK_EQ_INT(fld_next(&b3, &f), H2R_ERR_FORMAT);
+    CHECK(fld_next(&b4, &f) < 0);
     /* gRPC framing: compressed and short messages are refused */
     const uint8_t *p;
     size_t n;
@@ -144,7 +145,7 @@ static void test_pak_and_api_key(void)
     CHECK_EQ_INT(rp_ack_parse(RP_ACK_CREATE_PAK, NULL, 0, body.b, body.n, &e), 0);
     CHECK_EQ_STR(e.kind, "pre_auth_key");
     CHECK_EQ_STR(e.id, "9");
-    CHECK_EQ_STR(e.key, key);
+    CHECK_EQ_STR(e.key, "hskey-auth-abcdefghijkl-***"); /* the secret never reaches a run file */
 
     struct msg ak = {{0}, 0}, akb;
     put_s(&ak, 1, "Abc1234.secretpart", 18);
@@ -152,6 +153,17 @@ static void test_pak_and_api_key(void)
     CHECK_EQ_INT(rp_ack_parse(RP_ACK_CREATE_API_KEY, NULL, 0, akb.b, akb.n, &e), 0);
     CHECK_EQ_STR(e.kind, "api_key");
     CHECK_EQ_STR(e.prefix, "Abc1234");
+    CHECK_EQ_STR(e.key, "");
+    /* a 0.23 pre-auth key (48 hex, stored in clear) is dropped: the id identifies it */
+    struct msg old = {{0}, 0}, oresp = {{0}, 0}, ob;
+    put_s(&old, 1, "alice", 5);
+    put_s(&old, 2, "12", 2);
+    put_s(&old, 3, "0123456789abcdef0123456789abcdef0123456789abcdef", 48);
+    put_s(&oresp, 1, old.b, old.n);
+    grpc(&ob, &oresp);
+    CHECK_EQ_INT(rp_ack_parse(RP_ACK_CREATE_PAK, NULL, 0, ob.b, ob.n, &e), 0);
+    CHECK_EQ_STR(e.id, "12");
+    CHECK_EQ_STR(e.key, "");
 }
 
 static void test_rest_and_ts(void)
