@@ -28,3 +28,14 @@ add_test(NAME e2e_replay_ts2021
                  ${CMAKE_CURRENT_BINARY_DIR}/e2e-replay-ts2021)
 set_tests_properties(e2e_replay_ts2021 PROPERTIES LABELS e2e TIMEOUT 300 SKIP_RETURN_CODE 77
                      RESOURCE_LOCK h2r_headscale)
+#   e2e_ts_stub_smoke   tests/tools/ts_stub (the TS2021 control-server stub of
+#                       scripts/bench-nodes.sh): 200 nodes all get a netmap with the stub's
+#                       25 peers and keep-alives; a wrong control key is handshake_rejected
+if(TARGET h2r_ts) # ts_stub is defined with it, after this file is included
+  add_test(NAME e2e_ts_stub_smoke
+           COMMAND ${CMAKE_COMMAND} -E env H2REPLAY=$<TARGET_FILE:h2replay>
+                   TS_STUB=$<TARGET_FILE:ts_stub>
+                   bash ${PROJECT_SOURCE_DIR}/tests/e2e/ts_stub_smoke.sh
+                   ${CMAKE_CURRENT_BINARY_DIR}/e2e-ts-stub-smoke)
+  set_tests_properties(e2e_ts_stub_smoke PROPERTIES LABELS e2e TIMEOUT 60 SKIP_RETURN_CODE 77)
+endif()
