@@ -1777,7 +1777,7 @@ struct nodes_ctx {
 struct nodes_stats {
     uint64_t results, errors, by_class[H2R_EC_MAX_];
     uint64_t registered, netmaps;
-    int64_t max_late;
+    struct rp_resources res; /* the client's own cost, for section_end */
 };
 
 /* The value of NAME in --set NAME=VALUE (the last one), else in --set-file. */
@@ -1821,6 +1821,8 @@ static void write_batches(struct nodes_ctx *ctx, struct rp_batch *list, struct n
                 st->errors++;
             if (r->err_class < H2R_EC_MAX_)
                 st->by_class[r->err_class]++;
+            if (r->err_class != H2R_EC_NONE && rp_detail_is_fd_exhaustion(r->err_detail))
+                st->res.emfile++;
             if (r->err_class == H2R_EC_NONE && r->path == PATH_REGISTER)
                 st->registered++;
             if (r->t_netmap_ns)
@@ -1863,8 +1865,7 @@ static void write_sample(struct nodes_ctx *ctx, const struct rp_target *t, uint3
         if (m > s.max_late_ns)
             s.max_late_ns = m;
     }
-    if (s.max_late_ns > st->max_late)
-        st->max_late = s.max_late_ns;
+    rp_resources_sample(&st->res, s.open_conns, s.max_late_ns);
     s.section = section;
     s.t_ns = at - t0;
     s.interval_ns = at - pv->last_t;
@@ -1923,11 +1924,6 @@ static void print_quantiles(const char *what, const struct rp_hist *h)
     h2r_format_duration(rp_hist_quantile(c, 0.5), a, sizeof(a));
     h2r_format_duration(rp_hist_quantile(c, 0.99), b, sizeof(b));
     fprintf(stderr, " %s p50 %s p99 %s;", what, a, b);
-}
-
-static int64_t cpu_ns(const struct timeval *tv)
-{
-    return (int64_t)tv->tv_sec * 1000000000LL + (int64_t)tv->tv_usec * 1000;
 }
 
 static int run_section(struct nodes_ctx *ctx, uint32_t section, const struct rp_target *t,
@@ -2035,8 +2031,7 @@ static int run_section(struct nodes_ctx *ctx, uint32_t section, const struct rp_
         goto out;
     }
 
-    struct rusage ru0, ru1;
-    getrusage(RUSAGE_SELF, &ru0);
+    rp_resources_begin(&st.res);
     for (uint32_t i = 0; i < n; i++) {
         struct nw_cfg cfg;
         memset(&cfg, 0, sizeof(cfg));
@@ -2119,8 +2114,6 @@ static int run_section(struct nodes_ctx *ctx, uint32_t section, const struct rp_
         write_sample(ctx, t, section, lives, &pv, t0, t_end, &st);
     if (pv.printed)
         fputc('\n', stderr);
-    getrusage(RUSAGE_SELF, &ru1);
-
     struct h2r_run_section_end end;
     memset(&end, 0, sizeof(end));
     end.section = section;
@@ -2128,9 +2121,7 @@ static int run_section(struct nodes_ctx *ctx, uint32_t section, const struct rp_
     end.exchanges = st.results;
     end.errors = st.errors;
     end.interrupted = interrupted;
-    end.cpu_user_ns = cpu_ns(&ru1.ru_utime) - cpu_ns(&ru0.ru_utime);
-    end.cpu_sys_ns = cpu_ns(&ru1.ru_stime) - cpu_ns(&ru0.ru_stime);
-    end.max_rss_kb = (uint64_t)ru1.ru_maxrss;
+    rp_resources_end(&st.res, lives, started, &end);
     if (!ctx->write_err) {
         int wrc = h2r_run_write_section_end(ctx->wr, &end);
         if (!wrc)

@@ -145,10 +145,7 @@ struct section_stats {
     uint64_t results;
     uint64_t errors;
     uint64_t by_class[H2R_EC_MAX_];
-    int64_t max_late;
-    uint64_t emfile;     /* results failed because the client ran out of descriptors */
-    uint64_t peak_fds;   /* engine resources, sampled once a second */
-    uint64_t peak_conns;
+    struct rp_resources res; /* the client's own cost, for section_end */
 };
 
 struct replay_ctx {
@@ -172,7 +169,7 @@ static void write_results(struct replay_ctx *ctx, struct rp_batch *list, struct 
             if (r->err_class < H2R_EC_MAX_)
                 st->by_class[r->err_class]++;
             if (r->err_class != H2R_EC_NONE && rp_detail_is_fd_exhaustion(r->err_detail))
-                st->emfile++;
+                st->res.emfile++;
             if (ctx->write_err)
                 continue;
             int rc = h2r_run_write_result(ctx->wr, r);
@@ -224,13 +221,7 @@ static void sample(struct replay_ctx *ctx, const struct rp_target *t, uint32_t s
 {
     struct live_sum cur;
     live_read(lives, ctx->n_threads, &cur);
-    if (cur.max_late > st->max_late)
-        st->max_late = cur.max_late;
-    if (cur.open_conns > st->peak_conns)
-        st->peak_conns = cur.open_conns;
-    int64_t fds = rp_count_open_fds();
-    if (fds > 0 && (uint64_t)fds > st->peak_fds)
-        st->peak_fds = (uint64_t)fds;
+    rp_resources_sample(&st->res, cur.open_conns, cur.max_late);
     struct h2r_run_sample s;
     memset(&s, 0, sizeof(s));
     s.section = section;
@@ -289,7 +280,7 @@ static void summary(const struct rp_target *t, const struct section_stats *st,
     h2r_format_duration(dur, d, sizeof(d));
     h2r_format_duration(rp_hist_quantile(late, 0.5), l50, sizeof(l50));
     h2r_format_duration(rp_hist_quantile(late, 0.99), l99, sizeof(l99));
-    h2r_format_duration(st->max_late, lmax, sizeof(lmax));
+    h2r_format_duration(st->res.max_late, lmax, sizeof(lmax));
     h2r_format_duration(rp_hist_quantile(lat, 0.5), r50, sizeof(r50));
     h2r_format_duration(rp_hist_quantile(lat, 0.99), r99, sizeof(r99));
     double rate = dur > 0 ? (double)st->results * 1e9 / (double)dur : 0;
@@ -310,21 +301,6 @@ static void summary(const struct rp_target *t, const struct section_stats *st,
     fprintf(stderr,
             "  send lateness p50 %s p99 %s max %s; response time p50 %s p99 %s; %u connections\n",
             l50, l99, lmax, r50, r99, conns);
-}
-
-/* p99 send lateness over the loop threads' histograms. */
-static int64_t late_p99(struct rp_live *lives, uint32_t n)
-{
-    uint64_t late[RP_HIST_BUCKETS];
-    memset(late, 0, sizeof(late));
-    for (uint32_t i = 0; i < n; i++)
-        rp_hist_snapshot(&lives[i].late, late);
-    return rp_hist_quantile(late, 0.99);
-}
-
-static int64_t cpu_ns(const struct timeval *tv)
-{
-    return (int64_t)tv->tv_sec * 1000000000LL + (int64_t)tv->tv_usec * 1000;
 }
 
 /* Runs one target. Returns 0 or a local error (resources, run file). */
@@ -417,8 +393,7 @@ static int run_section(struct replay_ctx *ctx, uint32_t section, const struct rp
         goto out;
     }
 
-    struct rusage ru0, ru1;
-    getrusage(RUSAGE_SELF, &ru0);
+    rp_resources_begin(&st.res);
     for (uint32_t i = 0; i < n; i++) {
         struct rp_worker_cfg cfg;
         memset(&cfg, 0, sizeof(cfg));
@@ -498,8 +473,6 @@ static int run_section(struct replay_ctx *ctx, uint32_t section, const struct rp
         sample(ctx, t, section, lives, &sp, t0, t_end, &st);
     if (sp.printed)
         fputc('\n', stderr);
-    getrusage(RUSAGE_SELF, &ru1);
-
     for (uint32_t i = 0; i < started; i++) {
         int ws = rp_worker_status(workers[i]);
         if (ws && !o->quiet)
@@ -514,18 +487,7 @@ static int run_section(struct replay_ctx *ctx, uint32_t section, const struct rp
     end.exchanges = st.results;
     end.errors = st.errors;
     end.interrupted = interrupted;
-    end.cpu_user_ns = cpu_ns(&ru1.ru_utime) - cpu_ns(&ru0.ru_utime);
-    end.cpu_sys_ns = cpu_ns(&ru1.ru_stime) - cpu_ns(&ru0.ru_stime);
-    end.max_rss_kb = (uint64_t)ru1.ru_maxrss;
-    end.loop_threads = n;
-    end.max_late_ns = st.max_late;
-    end.late_p99_ns = late_p99(lives, started);
-    end.peak_fds = st.peak_fds;
-    end.peak_conns = st.peak_conns;
-    end.emfile_errors = st.emfile;
-    struct rlimit nofile;
-    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY)
-        end.fd_limit = (uint64_t)nofile.rlim_cur;
+    rp_resources_end(&st.res, lives, started, &end);
     if (!ctx->write_err) {
         int wrc = h2r_run_write_section_end(ctx->wr, &end);
         if (!wrc)

@@ -27,6 +27,51 @@ int rp_detail_is_fd_exhaustion(const char *detail)
     return detail && (strstr(detail, "EMFILE") || strstr(detail, "ENFILE"));
 }
 
+static int64_t timeval_ns(const struct timeval *tv)
+{
+    return (int64_t)tv->tv_sec * 1000000000LL + (int64_t)tv->tv_usec * 1000;
+}
+
+void rp_resources_begin(struct rp_resources *r)
+{
+    memset(r, 0, sizeof(*r));
+    getrusage(RUSAGE_SELF, &r->ru0);
+}
+
+void rp_resources_sample(struct rp_resources *r, uint64_t open_conns, int64_t max_late)
+{
+    if (max_late > r->max_late)
+        r->max_late = max_late;
+    if (open_conns > r->peak_conns)
+        r->peak_conns = open_conns;
+    int64_t fds = rp_count_open_fds();
+    if (fds > 0 && (uint64_t)fds > r->peak_fds)
+        r->peak_fds = (uint64_t)fds;
+}
+
+void rp_resources_end(const struct rp_resources *r, struct rp_live *lives, uint32_t n,
+                      struct h2r_run_section_end *end)
+{
+    struct rusage ru1;
+    getrusage(RUSAGE_SELF, &ru1);
+    end->cpu_user_ns = timeval_ns(&ru1.ru_utime) - timeval_ns(&r->ru0.ru_utime);
+    end->cpu_sys_ns = timeval_ns(&ru1.ru_stime) - timeval_ns(&r->ru0.ru_stime);
+    end->max_rss_kb = (uint64_t)ru1.ru_maxrss;
+    end->loop_threads = n;
+    end->max_late_ns = r->max_late;
+    uint64_t late[RP_HIST_BUCKETS];
+    memset(late, 0, sizeof(late));
+    for (uint32_t i = 0; i < n; i++)
+        rp_hist_snapshot(&lives[i].late, late);
+    end->late_p99_ns = rp_hist_quantile(late, 0.99);
+    end->peak_fds = r->peak_fds;
+    end->peak_conns = r->peak_conns;
+    end->emfile_errors = r->emfile;
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY)
+        end->fd_limit = (uint64_t)nofile.rlim_cur;
+}
+
 uint32_t rp_hist_bucket(int64_t v)
 {
     if (v < (1 << RP_HIST_SUB_BITS))

@@ -14,6 +14,9 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
+
+#include "h2replay/run.h"
 
 #define RP_HIST_SUB_BITS 3
 #define RP_HIST_BUCKETS ((64 - RP_HIST_SUB_BITS + 1) << RP_HIST_SUB_BITS)
@@ -63,6 +66,30 @@ void rp_live_late(struct rp_live *l, int64_t v);
  */
 int64_t rp_count_open_fds(void);
 int rp_detail_is_fd_exhaustion(const char *detail);
+
+/* What a driver tracks over a section for its section_end record. */
+struct rp_resources {
+    struct rusage ru0;   /* getrusage(RUSAGE_SELF) when the section started */
+    int64_t max_late;    /* worst send lateness seen in the samples */
+    uint64_t peak_fds;   /* most open descriptors seen (1 s samples) */
+    uint64_t peak_conns; /* most open replay connections seen */
+    uint64_t emfile;     /* failed results whose detail says the client ran out of fds */
+};
+
+/* Starts tracking: takes the section's starting rusage. */
+void rp_resources_begin(struct rp_resources *r);
+
+/* One sample: raises the peaks with the current fds and open_conns and max_late. */
+void rp_resources_sample(struct rp_resources *r, uint64_t open_conns, int64_t max_late);
+
+/*
+ * Fills end's client-cost fields (docs/run-format.md section_end: CPU since
+ * begin, peak RSS, loop threads, lateness max and p99 over the n threads'
+ * histograms, peaks, the fd limit, EMFILE/ENFILE failures). The caller sets
+ * section, times and counts.
+ */
+void rp_resources_end(const struct rp_resources *r, struct rp_live *lives, uint32_t n,
+                      struct h2r_run_section_end *end);
 
 /*
  * A per-thread table of distinct failure-detail strings. Details often point
