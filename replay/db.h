@@ -239,10 +239,15 @@ struct json_t;
  * prefix (Headscale 0.28+ stores only prefix and hash). An entity is matched
  * when any of its fields equals the same column of a live row.
  *
+ * When acks is an object, its optional "existing_before" member ({"users": N,
+ * "nodes": N, ...}) names the highest id of each kind before the load: those
+ * rows still satisfy acknowledgements but are neither "present" nor
+ * "unacknowledged" (they are counted as "existing_before").
+ *
  * kinds is a bit mask (1u << enum rp_db_kind) of kinds to check; max_list
  * caps the lost entities and unacknowledged rows listed in the report.
  * *report (caller json_decref) gets:
- *   {"engine", "kinds": {"users": {"acknowledged", "present", "lost",
+ *   {"engine", "kinds": {"users": {"acknowledged", "present", "existing_before", "lost",
  *    "unacknowledged", "lost_entities": [...], "unacknowledged_rows": [...]}, ...},
  *    "acknowledged_but_lost", "present_but_never_acknowledged", "ignored_entities",
  *    "ignored_examples": [...]}

@@ -175,12 +175,14 @@ static int index_entity(struct ack_index *ix, const json_t *e, size_t i, unsigne
 
 struct kind_tally {
     int64_t acked, present, lost, unacked;
+    int64_t existing;    /* rows that were there before (ids up to "existing_before") */
     json_t *lost_list, *unacked_list;
 };
 
 struct list_ctx {
     struct ack_index *ix;
     int kind;
+    int64_t before; /* rows with an id up to this existed before: not counted */
     struct kind_tally *t;
     size_t max_list;
 };
@@ -194,6 +196,10 @@ static int on_row(const struct rp_db_row *row, void *ud)
     for (int i = 0; i < row->n; i++)
         if (row->value[i] && row->value[i][0])
             hits += index_hit(c->ix, c->kind, row->name[i], row->value[i]);
+    if (row->id <= c->before) { /* an earlier row still satisfies an ack, but is not ours */
+        c->t->existing++;
+        return 0;
+    }
     c->t->present++;
     if (hits)
         return 0;
@@ -265,7 +271,9 @@ int rp_db_verify(struct rp_db *db, const json_t *acks, unsigned kinds, size_t ma
     for (int k = 0; k < RP_DB_KIND_COUNT; k++) {
         if (!(kinds & (1u << k)))
             continue;
-        struct list_ctx c = {&ix, k, &tally[k], max_list};
+        json_int_t before = json_integer_value(
+            json_object_get(json_object_get(acks, "existing_before"), rp_db_kind_name((enum rp_db_kind)k)));
+        struct list_ctx c = {&ix, k, before, &tally[k], max_list};
         rc = rp_db_list(db, (enum rp_db_kind)k, on_row, &c);
         if (rc)
             goto out;
@@ -297,6 +305,7 @@ int rp_db_verify(struct rp_db *db, const json_t *acks, unsigned kinds, size_t ma
             goto out;
         json_object_set_new(o, "acknowledged", json_integer(t->acked));
         json_object_set_new(o, "present", json_integer(t->present));
+        json_object_set_new(o, "existing_before", json_integer(t->existing));
         json_object_set_new(o, "lost", json_integer(t->lost));
         json_object_set_new(o, "unacknowledged", json_integer(t->unacked));
         json_object_set(o, "lost_entities", t->lost_list);

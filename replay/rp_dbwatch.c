@@ -219,6 +219,7 @@ struct rp_dbwatch {
 
     json_t *acks;          /* this section's acknowledgements, for the verify */
     uint64_t acks_dropped0; /* rp_ack's lost count when the section started */
+    json_t *before;        /* {"users": max id, ...} when the section started */
     int verified;
 };
 
@@ -280,6 +281,32 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
+static int max_id_row(const struct rp_db_row *row, void *ud)
+{
+    int64_t *max = ud;
+    if (row->id > *max)
+        *max = row->id;
+    return 0;
+}
+
+/*
+ * The highest row id per kind before the section's load: rows up to it were
+ * there already (an earlier section, the launcher's API key, a previous run),
+ * so the verify does not count them as "present but never acknowledged".
+ * Headscale's ids only grow (SQLite AUTOINCREMENT, PostgreSQL sequences). A
+ * kind that cannot be listed is left out: its rows then all count.
+ */
+static json_t *rows_before(struct rp_db *db)
+{
+    json_t *o = json_object();
+    for (int k = 0; o && k < RP_DB_KIND_COUNT; k++) {
+        int64_t max = 0;
+        if (rp_db_list(db, (enum rp_db_kind)k, max_id_row, &max) == 0)
+            json_object_set_new(o, rp_db_kind_name((enum rp_db_kind)k), json_integer(max));
+    }
+    return o;
+}
+
 int rp_dbwatch_start(struct rp_dbwatch **out, const struct h2r_replay_opts *o, const char *name,
                      char *errbuf, size_t errlen)
 {
@@ -319,6 +346,7 @@ int rp_dbwatch_start(struct rp_dbwatch **out, const struct h2r_replay_opts *o, c
                           "--db for target '%s': %s", name, err);
     }
     w->engine = strcmp(rp_db_engine(w->db), "sqlite") == 0 ? "sqlite" : "postgresql";
+    w->before = rows_before(w->db);
     if (pthread_create(&w->tid, NULL, watch_main, w) != 0) {
         rp_dbwatch_free(w);
         return h2r_seterr(errbuf, errlen, H2R_ERR_NOMEM, "cannot start the --db watcher thread");
@@ -359,8 +387,11 @@ static int verify_section(struct rp_dbwatch *w, struct h2r_run_writer *wr, uint3
     /* examples: H2R_RUN_VERIFY_MAX_EXAMPLES per list, as short JSON texts */
     static char ex[H2R_RUN_VERIFY_MAX_KINDS][2][H2R_RUN_VERIFY_MAX_EXAMPLES][200];
     int64_t start = h2r_now_mono_ns();
-    int rc = w->acks ? rp_db_verify(w->db, w->acks, kinds, H2R_RUN_VERIFY_MAX_EXAMPLES, &rep)
-                     : H2R_ERR_NOMEM;
+    json_t *in = w->acks ? json_pack("{sO}", "acknowledged", w->acks) : NULL;
+    if (in && w->before)
+        json_object_set(in, "existing_before", w->before);
+    int rc = in ? rp_db_verify(w->db, in, kinds, H2R_RUN_VERIFY_MAX_EXAMPLES, &rep) : H2R_ERR_NOMEM;
+    json_decref(in);
     v.t_ns = start - t0;
     if (rc) {
         snprintf(err, sizeof(err), "%s", w->acks ? rp_db_errmsg(w->db) : "out of memory");
@@ -491,6 +522,7 @@ void rp_dbwatch_free(struct rp_dbwatch *w)
     rp_dbwatch_stop(w);
     rp_db_close(w->db);
     json_decref(w->acks);
+    json_decref(w->before);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
     free(w->ring);
@@ -506,6 +538,32 @@ struct rp_dbwatch {
 int rp_dbwatch_available(void)
 {
     return 0;
+}
+
+static int max_id_row(const struct rp_db_row *row, void *ud)
+{
+    int64_t *max = ud;
+    if (row->id > *max)
+        *max = row->id;
+    return 0;
+}
+
+/*
+ * The highest row id per kind before the section's load: rows up to it were
+ * there already (an earlier section, the launcher's API key, a previous run),
+ * so the verify does not count them as "present but never acknowledged".
+ * Headscale's ids only grow (SQLite AUTOINCREMENT, PostgreSQL sequences). A
+ * kind that cannot be listed is left out: its rows then all count.
+ */
+static json_t *rows_before(struct rp_db *db)
+{
+    json_t *o = json_object();
+    for (int k = 0; o && k < RP_DB_KIND_COUNT; k++) {
+        int64_t max = 0;
+        if (rp_db_list(db, (enum rp_db_kind)k, max_id_row, &max) == 0)
+            json_object_set_new(o, rp_db_kind_name((enum rp_db_kind)k), json_integer(max));
+    }
+    return o;
 }
 
 int rp_dbwatch_start(struct rp_dbwatch **out, const struct h2r_replay_opts *o, const char *name,
