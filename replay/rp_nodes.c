@@ -2159,11 +2159,11 @@ static int run_section(struct nodes_ctx *ctx, uint32_t section, const struct rp_
         int named = strcmp(t->name, t->url) != 0;
         fprintf(stderr,
                 "replay %s%s%s%s: %u node sessions in %s: %llu registered, %llu with a netmap, "
-                "%llu of %llu results failed%s\n",
+                "%llu of %llu results failed%s; hostnames %s-N\n",
                 t->name, named ? " (" : "", named ? t->url : "", named ? ")" : "", ctx->plan.n, d,
                 (unsigned long long)st.registered, (unsigned long long)st.netmaps,
                 (unsigned long long)st.errors, (unsigned long long)st.results,
-                interrupted ? " [interrupted]" : "");
+                interrupted ? " [interrupted]" : "", ctx->tag);
         if (st.errors) {
             fprintf(stderr, "  errors:");
             for (uint32_t c = 1; c < H2R_EC_MAX_; c++)
@@ -2479,8 +2479,9 @@ int rp_nodes_replay_run(const struct h2r_replay_opts *o, struct h2r_replay_resul
         snprintf(plan_desc, sizeof(plan_desc), "nodes=%u arrival_ns=%lld hold_ns=%lld",
                  o->ts.nodes, (long long)o->ts.arrival_ns, (long long)o->ts.hold_ns);
     }
-    /* sharded: the settings must be equal on every shard (analyze merges only then), so they
-     * name how the hostnames were made, not this process's tag */
+    /* The settings must be equal for runs analyze may compare or merge, so they name how the
+     * hostnames were made (a random tag per run, or one derived from --start-at for the
+     * shards of one job), never the tag itself: that is in the summary and the acks. */
     snprintf(settings, sizeof(settings),
              "ts2021 %s clone=%u clone_jitter_ns=%lld "
              "capver=%u omit_peers=%d keepalive_window_ns=%lld speed=%s timeout_ns=%lld "
@@ -2489,7 +2490,7 @@ int rp_nodes_replay_run(const struct h2r_replay_opts *o, struct h2r_replay_resul
              (unsigned)ctx->capver, o->ts.omit_peers, (long long)ctx->stall, sp,
              (long long)o->timeout_ns, (long long)o->connect_timeout_ns, ctx->n_threads,
              o->insecure, ctx->pinned ? "pinned" : "GET /key",
-             o->shard_count <= 1 ? ctx->tag : o->start_at_ns ? "start-at" : "per-shard");
+             o->shard_count <= 1 ? "per-run" : o->start_at_ns ? "start-at" : "per-shard");
     rp_shard_settings(settings, sizeof(settings), o->shard_count, "identity");
     struct h2r_run_meta meta;
     memset(&meta, 0, sizeof(meta));
