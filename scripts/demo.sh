@@ -11,7 +11,11 @@
 #      (traces/headscale-grpc.h2rt, grpcurl over h2c) against both at 10x in ONE replay (one
 #      section per server, each with its own API key: --set TARGET:NAME=VALUE), watching each
 #      database (--db) and checking what each server acknowledged against it
-#   7. analyze: the table printed here, an HTML report in OUT_DIR/report.html
+#   7. replay the nodes of the "captured on production" sample (traces/tailscale-sample.h2rt:
+#      12 real tailscaled, 14 TS2021 sessions incl. 2 reconnects) against each server at 10x,
+#      each session registering with a pre-auth key and holding its map stream
+#   8. analyze (each server's own log on the timeline, --server-log): the tables printed
+#      here, HTML reports in OUT_DIR/report.html (nodes) and OUT_DIR/report-admin.html
 #
 # Everything is stopped on exit (trap). Bounded: < 10 minutes on a warm machine, < 20 cold
 # (the first Headscale build takes ~5 minutes on 2 cores).
@@ -84,6 +88,7 @@ envget() { sed -n "s/^$1=//p" <<<"$2" | head -1; }
 targets=()
 shown=()
 started=()
+declare -A hs_url hs_dsn hs_log hs_dir
 for db in "${DBS[@]}"; do
     step "starting Headscale $HS_VERSION_DEMO on $db (scripts/headscale.sh)"
     if ! env_out=$(timeout 300 scripts/headscale.sh start --version "$HS_VERSION_DEMO" --db "$db" --no-install \
@@ -104,6 +109,10 @@ for db in "${DBS[@]}"; do
     targets+=(--target "$db=http://$grpc" --db "$db=$dsn" --set "$db:authorization_1=$key")
     shown+=("--target $db=http://$grpc --db $db=$dsn --set $db:authorization_1=***")
     started+=("$db")
+    hs_url[$db]=$(envget HS_URL "$env_out")
+    hs_dsn[$db]=$dsn
+    hs_log[$db]=$(envget HS_LOG "$env_out")
+    hs_dir[$db]=$(envget HS_DIR "$env_out")
 done
 [[ ${#started[@]} -gt 0 ]] || die "no Headscale could be started"
 
@@ -115,16 +124,44 @@ step "replaying $HS_TRACE against ${started[*]} at ${SPEED}x, sampling their dat
 echo "$H2R replay $HS_TRACE ${shown[*]} --speed $SPEED -o $run"
 timeout 600 "$H2R" replay "$HS_TRACE" "${targets[@]}" --speed "$SPEED" \
     --label "headscale $HS_VERSION_DEMO" -o "$run" || die "replay against ${started[*]} failed"
-for d in "${hs_dirs[@]}"; do
-    scripts/headscale.sh stop --dir "$d" >/dev/null 2>&1 || true
+
+# The nodes: each captured TS2021 session re-created at its (scaled) time with one synthetic
+# identity per captured machine, registering with a reusable pre-auth key of its server.
+NODES_TRACE=traces/tailscale-sample.h2rt
+for db in "${started[@]}"; do
+    authkey=$(timeout 60 scripts/headscale.sh authkey --dir "${hs_dir[$db]}" --user demo-nodes \
+        --reusable) || die "no pre-auth key from Headscale on $db"
+    nrun=$OUT/nodes-$db.h2rr
+    runs+=("$nrun")
+    step "replaying the captured nodes of $NODES_TRACE against $db at ${SPEED}x (TS2021)"
+    echo "$H2R replay $NODES_TRACE --target $db-nodes=ts2021+${hs_url[$db]} --set authkey=*** --db $db-nodes=${hs_dsn[$db]} --speed $SPEED -o $nrun"
+    timeout 600 "$H2R" replay "$NODES_TRACE" --target "$db-nodes=ts2021+${hs_url[$db]}" \
+        --set "authkey=$authkey" --db "$db-nodes=${hs_dsn[$db]}" --speed "$SPEED" \
+        --label "headscale $HS_VERSION_DEMO nodes" -q -o "$nrun" || die "node replay against $db failed"
+done
+slogs=()
+# Each server's own log, kept in OUT_DIR, goes on the same timeline as the client's view.
+for db in "${started[@]}"; do
+    scripts/headscale.sh stop --dir "${hs_dir[$db]}" --keep >/dev/null 2>&1 || true
+    cp "${hs_log[$db]}" "$OUT/headscale-$db.log" 2>/dev/null || continue
+    slogs+=(--server-log "$db=$OUT/headscale-$db.log" --server-log "$db-nodes=$OUT/headscale-$db.log")
 done
 
-step "h2replay analyze ${runs[*]}"
-timeout 120 "$H2R" analyze "${runs[@]}" --format table
-timeout 120 "$H2R" analyze "${runs[@]}" --format html -o "$OUT/report.html" -q
-
+# analyze compares runs of one trace: the admin flow (one run, a section per server) and
+# the nodes (a run per server) are two reports.
+admin_logs=() node_logs=()
+for ((i = 0; i < ${#slogs[@]}; i += 4)); do
+    admin_logs+=("${slogs[i]}" "${slogs[i + 1]}")
+    node_logs+=("${slogs[i + 2]}" "${slogs[i + 3]}")
+done
+step "h2replay analyze $run (admin calls over gRPC)"
+timeout 120 "$H2R" analyze "$run" "${admin_logs[@]}" --format table
+timeout 120 "$H2R" analyze "$run" "${admin_logs[@]}" --format html -o "$OUT/report-admin.html" -q
+step "h2replay analyze ${runs[*]:1} (the captured nodes, SQLite vs PostgreSQL)"
+timeout 120 "$H2R" analyze "${runs[@]:1}" "${node_logs[@]}" --format table
+timeout 120 "$H2R" analyze "${runs[@]:1}" "${node_logs[@]}" --format html -o "$OUT/report.html" -q
 echo
 echo "trace:  $(cd "$(dirname "$TRACE")" && pwd)/$(basename "$TRACE") ($(stat -c %s "$TRACE") bytes, from $PCAP)"
 echo "runs:   ${runs[*]}"
-echo "report: $(cd "$OUT" && pwd)/report.html"
+echo "report: $(cd "$OUT" && pwd)/report.html (nodes), $(cd "$OUT" && pwd)/report-admin.html (admin calls)"
 echo "demo.sh: done in $((SECONDS - T0)) s"
