@@ -40,7 +40,8 @@ endforeach()
 # e2e_matrix_quick
 #     tests/e2e/matrix_quick.sh: scripts/matrix.sh --quick (v0.29.2 x SQLite, PostgreSQL x 20
 #     TS2021 nodes) exits 0 and writes report.md/report.html with both cells and every column.
-#     About 40 s; skipped (77) without Headscale v0.29.2 or PostgreSQL unless CI=true.
+#     40 s (synthetic sessions) to ~2 min (captured sessions); skipped (77) without Headscale
+#     v0.29.2 or PostgreSQL unless CI=true.
 add_test(NAME e2e_matrix_quick
          COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/matrix_quick.sh $<TARGET_FILE:h2replay>
                  ${CMAKE_CURRENT_BINARY_DIR}/e2e_matrix_quick)
