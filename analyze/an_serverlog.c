@@ -125,6 +125,13 @@ static int digits(const char *s, size_t n, size_t at, size_t count, int64_t *v)
     return 0;
 }
 
+static int days_in_month(int64_t y, int64_t m)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
 int an_slog_parse_time(const char *s, size_t n, int64_t *ns, int64_t *res_ns)
 {
     int64_t y, mo, d, h, mi, sec, frac = 0, res = 1000000000;
@@ -133,8 +140,8 @@ int an_slog_parse_time(const char *s, size_t n, int64_t *ns, int64_t *res_ns)
         digits(s, n, 11, 2, &h) || s[13] != ':' || digits(s, n, 14, 2, &mi) || s[16] != ':' ||
         digits(s, n, 17, 2, &sec))
         return H2R_ERR_FORMAT;
-    if (y < 1970 || y > 2261 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
-        sec > 60)
+    if (y < 1970 || y > 2261 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) ||
+        h > 23 || mi > 59 || sec > 60)
         return H2R_ERR_FORMAT;
     size_t i = 19;
     if (i < n && (s[i] == '.' || s[i] == ',')) {
@@ -670,8 +677,10 @@ static int parse_golog(const char *s, size_t n, struct an_slog_event *ev)
     tm.tm_min = (int)mi;
     tm.tm_sec = (int)sec;
     tm.tm_isdst = -1;
+    /* Go's log package writes local time without a zone: read it in this process's zone
+     * (TZ; docs/analyze.md). mktime normalises 31 April to 1 May: refuse such dates. */
     time_t t = mktime(&tm);
-    if (t == (time_t)-1 || t < 0)
+    if (t == (time_t)-1 || t < 0 || tm.tm_mday != (int)d || tm.tm_mon != (int)mo - 1)
         return H2R_ERR_FORMAT;
     while (i < n && s[i] == ' ')
         i++;

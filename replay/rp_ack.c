@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "h2replay/cursor.h"
 #include "h2replay/error.h"
 #include "h2replay/fields.h"
 #include "rp_ack.h"
@@ -93,14 +94,14 @@ static int pb_text(const struct fld_value *f, char *out, size_t cap)
 
 int rp_grpc_message(const uint8_t *body, size_t n, const uint8_t **msg, size_t *len)
 {
-    if (!body || n < 5 || body[0] != 0)
+    struct h2r_cursor c = {body, body ? n : 0}, m;
+    uint8_t compressed;
+    uint32_t l;
+    if (h2r_cur_u8(&c, &compressed) || compressed != 0 || h2r_cur_be32(&c, &l) ||
+        h2r_cur_take(&c, l, &m))
         return H2R_ERR_FORMAT;
-    uint32_t l = (uint32_t)body[1] << 24 | (uint32_t)body[2] << 16 | (uint32_t)body[3] << 8 |
-                 (uint32_t)body[4];
-    if (l > n - 5)
-        return H2R_ERR_FORMAT;
-    *msg = body + 5;
-    *len = l;
+    *msg = m.p;
+    *len = m.len;
     return 0;
 }
 
@@ -432,9 +433,13 @@ int rp_ack_json_append(json_t *list, const struct h2r_run_ack *a)
         json_t *s = f[i].v && f[i].v[0] ? json_string(f[i].v) : NULL;
         if (s) /* NULL also for text that is not UTF-8: that field cannot match a column */
             bad |= json_object_set_new(o, f[i].name, s);
+        else if (i == 0) /* no usable kind: verify could not even file it */
+            bad = 1;
     }
     bad |= json_object_set_new(o, "exchange", json_integer((json_int_t)a->exchange_id));
-    if (bad || json_array_append_new(list, o))
-        return H2R_ERR_NOMEM;
-    return 0;
+    if (bad) {
+        json_decref(o);
+        return a->kind && a->kind[0] ? H2R_ERR_NOMEM : H2R_ERR_FORMAT;
+    }
+    return json_array_append_new(list, o) ? H2R_ERR_NOMEM : 0; /* o is stolen either way */
 }

@@ -123,7 +123,8 @@ void rp_ack_to_run(const struct rp_ack_item *it, struct h2r_run_ack *a);
 
 /*
  * Appends a run-file ack to a JSON array in db_verify.c's entity form
- * ({"kind", "id", "name", "key", "node_key", ...}). Returns 0 or H2R_ERR_NOMEM.
+ * ({"kind", "id", "name", "key", "node_key", ...}). Returns 0, H2R_ERR_FORMAT (no
+ * usable kind: nothing appended) or H2R_ERR_NOMEM.
  */
 struct json_t;
 int rp_ack_json_append(struct json_t *list, const struct h2r_run_ack *a);

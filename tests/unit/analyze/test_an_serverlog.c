@@ -66,9 +66,11 @@ static void test_time(void)
                                       "2026-11-27T24:00:00Z", "2026-11-27T02:22:36.Z",
                                       "1969-12-31T23:59:59Z", "2026-11-27T02:22:36+1",
                                       "9999-11-27T02:22:36Z", "2026-11-27T02:22:36Zjunk",
-                                      "2026-11-27", ""};
+                                      "2026-11-27", "", "2026-02-29T00:00:00Z",
+                                      "2026-04-31T00:00:00Z"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CHECK(an_slog_parse_time(bad[i], strlen(bad[i]), &ns, &res) == H2R_ERR_FORMAT);
+    CHECK_EQ_INT(an_slog_parse_time("2028-02-29T00:00:00Z", 20, &ns, &res), 0); /* leap year */
 }
 
 static void test_json_lines(void)
