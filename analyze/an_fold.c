@@ -180,26 +180,37 @@ static void sb_puts(struct sbuf *b, const char *s)
     sb_put(b, s, strlen(s));
 }
 
-static void fold_segment(struct sbuf *b, const char *s, size_t n)
+size_t an_fold_id(const char *s, size_t n, char *out, size_t cap)
 {
-    if (n == 0)
-        return;
-    size_t kp = key_prefix_len(s, n);
+    struct sbuf b = {out, cap, 0};
+    size_t kp = n ? key_prefix_len(s, n) : 0;
+    if (cap == 0 || n == 0)
+        return 0;
+    out[0] = '\0';
     if (all_of(s, n, is_digit)) {
-        sb_puts(b, "{n}");
+        sb_puts(&b, "{n}");
     } else if (is_uuid(s, n)) {
-        sb_puts(b, "{uuid}");
+        sb_puts(&b, "{uuid}");
     } else if (kp != 0) {
-        sb_put(b, s, kp);
-        sb_puts(b, "{key}");
+        sb_put(&b, s, kp);
+        sb_puts(&b, "{key}");
     } else if (is_hex_id(s, n)) {
-        sb_puts(b, "{hex}");
+        sb_puts(&b, "{hex}");
     } else if (n >= 20 && all_of(s, n, is_b64) && any_of(s, n, is_digit) &&
                any_of(s, n, is_alpha)) {
-        sb_puts(b, "{tok}");
-    } else {
-        sb_put(b, s, n);
+        sb_puts(&b, "{tok}");
     }
+    return b.len;
+}
+
+static void fold_segment(struct sbuf *b, const char *s, size_t n)
+{
+    char id[64];
+    size_t il = an_fold_id(s, n, id, sizeof(id));
+    if (il)
+        sb_put(b, id, il);
+    else
+        sb_put(b, s, n);
 }
 
 /* Applies one user rule to src (global, non-overlapping) into dst. */

@@ -33,6 +33,15 @@ void an_folder_free(struct an_folder *f);
  */
 size_t an_fold_path(const struct an_folder *f, const char *path, int grpc, char *out, size_t cap);
 
+/*
+ * The id shapes folded in paths, for one token s of n bytes: all digits {n}, a
+ * UUID {uuid}, a Tailscale-style key PREFIX:{key} (lower-case prefix, >= 8 hex
+ * digits), a hex id {hex}, a base64-like token {tok}. Writes the template into
+ * out (NUL-terminated, cut at cap) and returns its length; 0 when s is none of
+ * them. The server-log classifier folds message words with the same rules.
+ */
+size_t an_fold_id(const char *s, size_t n, char *out, size_t cap);
+
 /* "METHOD template" (method NULL or empty: "?"). Returns the length written. */
 size_t an_fold_key(const struct an_folder *f, const char *method, const char *path, int grpc,
                    char *out, size_t cap);

@@ -319,18 +319,6 @@ static int is_ipv4(const char *s, size_t n, size_t *end)
     return dots == 3 && i >= 7;
 }
 
-static int is_uuid(const char *s, size_t n)
-{
-    if (n != 36)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        int dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !is_hex(s[i]))
-            return 0;
-    }
-    return 1;
-}
-
 static int count_if(const char *s, size_t n, int (*pred)(char))
 {
     int c = 0;
@@ -339,11 +327,11 @@ static int count_if(const char *s, size_t n, int (*pred)(char))
     return c;
 }
 
-/* Folds one token (no spaces) into b: the id shapes of an_fold.c plus pointers, numbers, IPs. */
+/* Folds one token (no spaces) into b: pointers, URLs, IPs, numbers, then the id shapes of
+ * an_fold.c (an_fold_id), then words with digits. */
 static void fold_token(struct sb *b, const char *s, size_t n)
 {
     size_t ipend;
-    const char *colon = memchr(s, ':', n);
     if (n == 0)
         return;
     if (n > 1 && s[0] == '/') {
@@ -372,25 +360,13 @@ static void fold_token(struct sb *b, const char *s, size_t n)
         sb_puts(b, "{n}");
         return;
     }
-    if (is_uuid(s, n)) {
-        sb_puts(b, "{uuid}");
+    char id[64]; /* {uuid}, prefix:{key}, {hex}, {tok}: the id shapes of endpoint folding */
+    size_t il = an_fold_id(s, n, id, sizeof(id));
+    if (il) {
+        sb_put(b, id, il);
         return;
-    }
-    if (colon && colon > s) { /* prefix:HEX keys (nodekey:, mkey:), host:port */
-        size_t pl = (size_t)(colon - s), rest = n - pl - 1;
-        if (rest >= 8 && count_if(colon + 1, rest, is_hex) == (int)rest &&
-            count_if(s, pl, is_alpha) == (int)pl) {
-            for (size_t i = 0; i <= pl; i++)
-                sb_putc(b, lower(s[i]));
-            sb_puts(b, "{key}");
-            return;
-        }
     }
     int nd = count_if(s, n, is_digit), na = count_if(s, n, is_alpha);
-    if (n >= 8 && count_if(s, n, is_hex) == (int)n && (nd > 0 || n >= 16)) {
-        sb_puts(b, "{hex}");
-        return;
-    }
     if (nd == 0) {
         for (size_t i = 0; i < n; i++)
             sb_putc(b, lower(s[i]));
