@@ -180,6 +180,7 @@ int an_db_add_verify(struct an_db **dbp, const struct h2r_run_verify *v)
     db->verifies++;
     db->verify_acks_dropped += v->acks_dropped;
     db->verify_ignored += v->ignored;
+    db->verify_baseline_failed += v->baseline_failed;
     if (v->error) {
         if (!db->verify_errors++) {
             snprintf(db->verify_error, sizeof(db->verify_error), "%s", v->error);
@@ -206,6 +207,7 @@ int an_db_add_verify(struct an_db **dbp, const struct h2r_run_verify *v)
         t->present += k->present;
         t->lost += k->lost;
         t->unacknowledged += k->unacknowledged;
+        t->existing_before += k->existing_before;
         for (size_t j = 0; j < k->n_lost_examples; j++)
             keep_example(t->lost_ex, &t->n_lost_ex, k->lost_examples[j]);
         for (size_t j = 0; j < k->n_unacked_examples; j++)

@@ -50,6 +50,7 @@ struct an_db_series {
 struct an_db_verify_kind {
     char name[24];
     uint64_t acknowledged, present, lost, unacknowledged;
+    uint64_t existing_before; /* rows there before the section: in none of the above */
     char lost_ex[AN_DB_VERIFY_EXAMPLES][160];
     size_t n_lost_ex;
     char unacked_ex[AN_DB_VERIFY_EXAMPLES][160];
@@ -85,6 +86,7 @@ struct an_db {
     uint32_t verify_errors;                  /* of which could not run */
     char verify_error[200];                  /* the first error */
     uint64_t verify_acks_dropped, verify_ignored;
+    uint64_t verify_baseline_failed; /* kinds whose section-start baseline was not read */
     struct an_db_verify_kind vk[AN_DB_VERIFY_KINDS];
     size_t n_vk;
     struct an_client client;

@@ -151,12 +151,18 @@ static void verify_text(const struct an_db *db, char *buf, size_t len)
         o += (size_t)snprintf(buf + o, len - o, "%s%s %llu acknowledged / %llu rows", i ? ", " : " (",
                               k->name, (unsigned long long)k->acknowledged,
                               (unsigned long long)k->present);
+        if (k->existing_before && o < len)
+            o += (size_t)snprintf(buf + o, len - o, " (%llu existed before)",
+                                  (unsigned long long)k->existing_before);
         if (i + 1 == db->n_vk && o < len)
             o += (size_t)snprintf(buf + o, len - o, ")");
     }
     if (db->verify_acks_dropped && o < len)
-        snprintf(buf + o, len - o, "; %llu acknowledgements not kept",
-                 (unsigned long long)db->verify_acks_dropped);
+        o += (size_t)snprintf(buf + o, len - o, "; %llu acknowledgements not kept",
+                              (unsigned long long)db->verify_acks_dropped);
+    if (db->verify_baseline_failed && o < len)
+        snprintf(buf + o, len - o, "; %llu kinds without a baseline (all their rows counted)",
+                 (unsigned long long)db->verify_baseline_failed);
 }
 
 /* "CPU 0.12 cores (1 loop thread), RSS 14.1 MiB, fds max 25 of 1024, ..." */
@@ -318,6 +324,8 @@ static json_t *verify_json(const struct an_db *db)
                         json_integer((json_int_t)an_db_unacked(db)));
     json_object_set_new(o, "acks_dropped", json_integer((json_int_t)db->verify_acks_dropped));
     json_object_set_new(o, "ignored", json_integer((json_int_t)db->verify_ignored));
+    json_object_set_new(o, "baseline_failed",
+                        json_integer((json_int_t)db->verify_baseline_failed));
     json_t *kinds = json_object();
     for (size_t i = 0; i < db->n_vk; i++) {
         const struct an_db_verify_kind *k = &db->vk[i];
@@ -326,6 +334,7 @@ static json_t *verify_json(const struct an_db *db)
         json_object_set_new(ko, "present", json_integer((json_int_t)k->present));
         json_object_set_new(ko, "lost", json_integer((json_int_t)k->lost));
         json_object_set_new(ko, "unacknowledged", json_integer((json_int_t)k->unacknowledged));
+        json_object_set_new(ko, "existing_before", json_integer((json_int_t)k->existing_before));
         for (size_t j = 0; j < k->n_lost_ex; j++)
             json_array_append_new(lost, json_string(k->lost_ex[j]));
         for (size_t j = 0; j < k->n_unacked_ex; j++)

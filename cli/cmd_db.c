@@ -61,6 +61,8 @@ static void db_usage(FILE *f)
             "verify:\n"
             "      --acks FILE          JSON list of acknowledged entities ('-' = stdin)\n"
             "      --run RUN            or: the acknowledgements a replay recorded in its run file\n"
+            "                           (rows up to the ids its verify noted at the section's\n"
+            "                           start count as existed before, as in replay --db)\n"
             "      --section N|NAME     with --run: the section (target) to check; required when\n"
             "                           the run has several\n"
             "      --kinds LIST         comma list of users,nodes,pre_auth_keys,api_keys\n"
@@ -252,17 +254,18 @@ static int run_watch(struct rp_db *db, const struct db_flags *f)
 static void print_verify_text(const char *dsn, const char *acks, json_t *rep)
 {
     printf("verify %s against %s\n", dsn, acks);
-    printf("%-15s %13s %8s %6s %15s\n", "kind", "acknowledged", "present", "lost",
-           "unacknowledged");
+    printf("%-15s %13s %8s %6s %15s %15s\n", "kind", "acknowledged", "present", "lost",
+           "unacknowledged", "existed before");
     json_t *kinds = json_object_get(rep, "kinds");
     const char *name;
     json_t *k;
     json_object_foreach(kinds, name, k) {
-        printf("%-15s %13lld %8lld %6lld %15lld\n", name,
+        printf("%-15s %13lld %8lld %6lld %15lld %15lld\n", name,
                (long long)json_integer_value(json_object_get(k, "acknowledged")),
                (long long)json_integer_value(json_object_get(k, "present")),
                (long long)json_integer_value(json_object_get(k, "lost")),
-               (long long)json_integer_value(json_object_get(k, "unacknowledged")));
+               (long long)json_integer_value(json_object_get(k, "unacknowledged")),
+               (long long)json_integer_value(json_object_get(k, "existing_before")));
     }
     json_object_foreach(kinds, name, k) {
         size_t i;
@@ -288,9 +291,11 @@ static void print_verify_text(const char *dsn, const char *acks, json_t *rep)
 }
 
 /*
- * The ack records of one section of a run file as db_verify.c's JSON list. section: a
- * number or a target name; NULL when the run has one section. label gets "RUN section
- * NAME". Returns the list or NULL (message printed).
+ * The ack records of one section of a run file in db_verify.c's form: {"acknowledged":
+ * [...]}, plus "existing_before" ({"users": max id, ...}) when the section's verify record
+ * kept the baseline replay --db took at its start, so this check counts the same rows as
+ * that one. section: a number or a target name; NULL when the run has one section. label
+ * gets "RUN section NAME". Returns the object or NULL (message printed).
  */
 static json_t *acks_from_run(const char *path, const char *section, char *label, size_t len)
 {
@@ -300,7 +305,7 @@ static json_t *acks_from_run(const char *path, const char *section, char *label,
         cli_err("db", "--run %s: %s", path, err);
         return NULL;
     }
-    json_t *list = json_array(), *out = NULL;
+    json_t *list = json_array(), *before = json_object(), *out = NULL;
     uint32_t ids[256]; /* the first 256 sections, for messages */
     char names[256][64];
     size_t n_sec = 0;
@@ -311,6 +316,10 @@ static json_t *acks_from_run(const char *path, const char *section, char *label,
     struct h2r_run_record rec;
     int rc;
     /* sections come before their acks: pick the section as it appears */
+    if (!before) {
+        json_decref(list);
+        list = NULL;
+    }
     while (list && (rc = h2r_run_reader_next(rd, &rec)) == 1) {
         if (rec.kind == H2R_RUN_REC_SECTION) {
             const struct h2r_run_section *s = &rec.u.section;
@@ -325,6 +334,15 @@ static json_t *acks_from_run(const char *path, const char *section, char *label,
         } else if (rec.kind == H2R_RUN_REC_ACK) {
             if (!section || (want >= 0 && rec.u.ack.section == (uint32_t)want))
                 if (rp_ack_json_append(list, &rec.u.ack) != 0)
+                    goto out;
+        } else if (rec.kind == H2R_RUN_REC_VERIFY) {
+            const struct h2r_run_verify *v = &rec.u.verify;
+            if (section && (want < 0 || v->section != (uint32_t)want))
+                continue;
+            for (size_t i = 0; i < v->n_kinds; i++)
+                if (v->kinds[i].before_max_id >= 0 &&
+                    json_object_set_new(before, v->kinds[i].kind,
+                                        json_integer(v->kinds[i].before_max_id)) != 0)
                     goto out;
         }
     }
@@ -347,10 +365,12 @@ static json_t *acks_from_run(const char *path, const char *section, char *label,
     }
     snprintf(label, len, "%s section %s", path,
              section ? section : (n_sec ? names[0] : "(none)"));
-    out = list;
-    list = NULL;
+    out = json_pack("{sOsO}", "acknowledged", list, "existing_before", before);
+    if (!out)
+        cli_err("db", "out of memory");
 out:
     json_decref(list);
+    json_decref(before);
     h2r_run_reader_free(rd);
     return out;
 }

@@ -535,6 +535,7 @@ static void jsonl_run_other(const struct h2r_run_record *rec)
         json_object_set_new(o, "acks", json_integer((json_int_t)v->acks));
         json_object_set_new(o, "acks_dropped", json_integer((json_int_t)v->acks_dropped));
         json_object_set_new(o, "ignored", json_integer((json_int_t)v->ignored));
+        json_object_set_new(o, "baseline_failed", json_integer((json_int_t)v->baseline_failed));
         json_t *kinds = json_object();
         for (size_t i = 0; i < v->n_kinds; i++) {
             const struct h2r_run_verify_kind *k = &v->kinds[i];
@@ -544,6 +545,11 @@ static void jsonl_run_other(const struct h2r_run_record *rec)
             json_object_set_new(ko, "lost", json_integer((json_int_t)k->lost));
             json_object_set_new(ko, "unacknowledged",
                                 json_integer((json_int_t)k->unacknowledged));
+            json_object_set_new(ko, "existing_before",
+                                json_integer((json_int_t)k->existing_before));
+            json_object_set_new(ko, "before_max_id", k->before_max_id >= 0
+                                                         ? json_integer(k->before_max_id)
+                                                         : json_null());
             json_t *lost = json_array(), *unacked = json_array();
             for (size_t j = 0; j < k->n_lost_examples; j++)
                 json_array_append_new(lost, json_string(k->lost_examples[j]));
@@ -659,12 +665,18 @@ static int show_run(const char *path, enum show_format fmt, int all)
                    v->db_kind ? v->db_kind : "?", v->acks);
             if (v->error)
                 printf(", could not check: %s", v->error);
-            for (size_t i = 0; i < v->n_kinds; i++)
+            for (size_t i = 0; i < v->n_kinds; i++) {
                 printf("%s %s %" PRIu64 " acknowledged / %" PRIu64 " present, %" PRIu64
                        " lost, %" PRIu64 " never acknowledged",
                        i ? ";" : ":", v->kinds[i].kind ? v->kinds[i].kind : "?",
                        v->kinds[i].acknowledged, v->kinds[i].present, v->kinds[i].lost,
                        v->kinds[i].unacknowledged);
+                if (v->kinds[i].existing_before)
+                    printf(" (%" PRIu64 " existed before)", v->kinds[i].existing_before);
+            }
+            if (v->baseline_failed)
+                printf("; %" PRIu64 " kind%s without a baseline", v->baseline_failed,
+                       v->baseline_failed == 1 ? "" : "s");
             printf("\n");
         } else if (rec.kind == H2R_RUN_REC_SECTION_END) {
             printf("section %u end: %" PRIu64 " exchanges, %" PRIu64 " errors%s, cpu %.2fs, "

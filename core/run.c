@@ -125,9 +125,20 @@ enum {
     VF_ACKS,
     VF_ACKS_DROPPED,
     VF_IGNORED,
-    VF_KIND
+    VF_KIND,
+    VF_BASELINE_FAILED
 };
-enum { VKF_NAME = 1, VKF_ACKED, VKF_PRESENT, VKF_LOST, VKF_UNACKED, VKF_LOST_EX, VKF_UNACKED_EX };
+enum {
+    VKF_NAME = 1,
+    VKF_ACKED,
+    VKF_PRESENT,
+    VKF_LOST,
+    VKF_UNACKED,
+    VKF_LOST_EX,
+    VKF_UNACKED_EX,
+    VKF_EXISTING_BEFORE,
+    VKF_BEFORE_MAX_ID
+};
 
 static const char *const class_names[H2R_EC_MAX_] = {
     [H2R_EC_NONE] = "ok",
@@ -388,6 +399,8 @@ int h2r_run_write_verify(struct h2r_run_writer *w, const struct h2r_run_verify *
         fld_put_u64(b, VF_ACKS_DROPPED, v->acks_dropped);
     if (v->ignored)
         fld_put_u64(b, VF_IGNORED, v->ignored);
+    if (v->baseline_failed)
+        fld_put_u64(b, VF_BASELINE_FAILED, v->baseline_failed);
     for (size_t i = 0; i < v->n_kinds && i < H2R_RUN_VERIFY_MAX_KINDS; i++) {
         const struct h2r_run_verify_kind *k = &v->kinds[i];
         h2r_buf_reset(&sub);
@@ -396,6 +409,10 @@ int h2r_run_write_verify(struct h2r_run_writer *w, const struct h2r_run_verify *
         fld_put_u64(&sub, VKF_PRESENT, k->present);
         fld_put_u64(&sub, VKF_LOST, k->lost);
         fld_put_u64(&sub, VKF_UNACKED, k->unacknowledged);
+        if (k->existing_before)
+            fld_put_u64(&sub, VKF_EXISTING_BEFORE, k->existing_before);
+        if (k->before_max_id >= 0)
+            fld_put_i64(&sub, VKF_BEFORE_MAX_ID, k->before_max_id);
         for (size_t j = 0; j < k->n_lost_examples && j < H2R_RUN_VERIFY_MAX_EXAMPLES; j++)
             fld_put_str(&sub, VKF_LOST_EX, k->lost_examples[j]);
         for (size_t j = 0; j < k->n_unacked_examples && j < H2R_RUN_VERIFY_MAX_EXAMPLES; j++)
@@ -930,6 +947,12 @@ static int decode_verify_kind(struct h2r_run_reader *r, const struct fld_value *
         case VKF_UNACKED:
             k->unacknowledged = v.u;
             break;
+        case VKF_EXISTING_BEFORE:
+            k->existing_before = v.u;
+            break;
+        case VKF_BEFORE_MAX_ID:
+            k->before_max_id = fld_zigzag_decode(v.u);
+            break;
         case VKF_LOST_EX:
             if (k->n_lost_examples < H2R_RUN_VERIFY_MAX_EXAMPLES)
                 lost[k->n_lost_examples++] = arena_str(&r->strings, &v);
@@ -980,6 +1003,9 @@ static int decode_verify(struct h2r_run_reader *r, const uint8_t *p, size_t n,
         case VF_IGNORED:
             o->ignored = v.u;
             break;
+        case VF_BASELINE_FAILED:
+            o->baseline_failed = v.u;
+            break;
         case VF_KIND: {
             if (v.wire_type != FLD_BYTES)
                 return bad_record(r, "verify");
@@ -987,6 +1013,7 @@ static int decode_verify(struct h2r_run_reader *r, const uint8_t *p, size_t n,
                 break; /* more kinds than this reader knows how to keep */
             size_t i = o->n_kinds;
             names[i] = NO_STR;
+            o->kinds[i].before_max_id = -1; /* absent: no baseline (older files too) */
             if (decode_verify_kind(r, &v, &o->kinds[i], &names[i], lost[i], unacked[i]) < 0)
                 return bad_record(r, "verify kind");
             o->n_kinds++;

@@ -292,6 +292,14 @@ int rp_db_list(struct rp_db *db, enum rp_db_kind kind, rp_db_row_fn fn, void *ud
     return db->ops->list(db, kind, fn, ud);
 }
 
+int rp_db_max_id(struct rp_db *db, enum rp_db_kind kind, int64_t *max)
+{
+    if ((unsigned)kind >= RP_DB_KIND_COUNT)
+        return rp_db_fail(db, H2R_ERR_ARG, "unknown entity kind %d", (int)kind);
+    db->err[0] = '\0';
+    return db->ops->max_id(db, kind, max);
+}
+
 const char *rp_db_engine(const struct rp_db *db)
 {
     return db->ops->name;

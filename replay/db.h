@@ -130,6 +130,8 @@ struct rp_db;
  *   sample   fill a struct rp_db_sample
  *   counts   fill row counts only
  *   list     call fn for every live row of a kind with its identity columns
+ *   max_id   the highest id of a kind's table, soft-deleted rows included (0 when
+ *            empty or when no table of the kind exists)
  *   close    release everything (impl may be NULL)
  */
 struct rp_db_ops {
@@ -140,6 +142,7 @@ struct rp_db_ops {
     int (*sample)(struct rp_db *db, struct rp_db_sample *s);
     int (*counts)(struct rp_db *db, struct rp_db_counts *c);
     int (*list)(struct rp_db *db, enum rp_db_kind kind, rp_db_row_fn fn, void *ud);
+    int (*max_id)(struct rp_db *db, enum rp_db_kind kind, int64_t *max);
     void (*close)(struct rp_db *db);
     /* default snapshot name for a target: "<path>.snap" / "<dbname>_snap" */
     int (*default_snapshot)(struct rp_db *db, char *out, size_t outlen);
@@ -180,6 +183,16 @@ int rp_db_counts(struct rp_db *db, struct rp_db_counts *c);
 
 /* Lists live rows of a kind (see struct rp_db_row). */
 int rp_db_list(struct rp_db *db, enum rp_db_kind kind, rp_db_row_fn fn, void *ud);
+
+/*
+ * The highest id of a kind's table (one "SELECT COALESCE(MAX(id), 0)", whatever
+ * the table's size): soft-deleted rows count, since their ids were taken too.
+ * *max gets 0 when the table is empty or no table of the kind exists. This is
+ * the baseline replay --db takes when a section starts (see rp_db_verify's
+ * "existing_before"). Returns 0, H2R_ERR_ARG (unknown kind) or the adapter's
+ * error (*max untouched then).
+ */
+int rp_db_max_id(struct rp_db *db, enum rp_db_kind kind, int64_t *max);
 
 /* Writes the default snapshot name into out. */
 int rp_db_default_snapshot(struct rp_db *db, char *out, size_t outlen);

@@ -439,6 +439,41 @@ static int pg_list(struct rp_db *db, enum rp_db_kind kind, rp_db_row_fn fn, void
     return with_read_txn(db, list_cb, &la);
 }
 
+struct max_id_arg {
+    enum rp_db_kind kind;
+    int64_t max;
+};
+
+static int max_id_cb(struct rp_db *db, PGconn *c, void *arg)
+{
+    struct max_id_arg *ma = arg;
+    const char *table;
+    int rc = kind_table(db, c, ma->kind, &table);
+    if (rc <= 0) {
+        ma->max = 0; /* no table: nothing existed */
+        return rc;
+    }
+    char sql[160];
+    snprintf(sql, sizeof(sql), "SELECT COALESCE(MAX(id), 0) FROM \"%s\"", table);
+    PGresult *r = query(db, c, sql, 0, NULL);
+    if (!r)
+        return H2R_ERR_IO;
+    ma->max = get_i64(r, 0, 0);
+    PQclear(r);
+    if (ma->max < 0)
+        return rp_db_fail(db, H2R_ERR_IO, "postgres %s: no value", sql);
+    return 0;
+}
+
+static int pg_max_id(struct rp_db *db, enum rp_db_kind kind, int64_t *max)
+{
+    struct max_id_arg ma = {kind, 0};
+    int rc = with_read_txn(db, max_id_cb, &ma);
+    if (!rc)
+        *max = ma.max;
+    return rc;
+}
+
 /* ---- snapshot / restore (on a maintenance connection) */
 
 static int check_name(struct rp_db *db, const char *name, const char *what)
@@ -766,6 +801,7 @@ const struct rp_db_ops rp_db_pg_ops = {
     .sample = pg_sample,
     .counts = pg_counts,
     .list = pg_list,
+    .max_id = pg_max_id,
     .close = pg_close,
     .default_snapshot = pg_default_snapshot,
 };

@@ -315,6 +315,34 @@ static int sq_list(struct rp_db *db, enum rp_db_kind kind, rp_db_row_fn fn, void
     return with_read_txn(db, list_cb, &la);
 }
 
+struct max_id_arg {
+    enum rp_db_kind kind;
+    int64_t max;
+};
+
+static int max_id_cb(struct rp_db *db, sqlite3 *c, void *arg)
+{
+    struct max_id_arg *ma = arg;
+    const char *table;
+    int rc = kind_table(db, c, ma->kind, &table);
+    if (rc <= 0) {
+        ma->max = 0; /* no table: nothing existed */
+        return rc;
+    }
+    char sql[160];
+    snprintf(sql, sizeof(sql), "SELECT COALESCE(MAX(id), 0) FROM \"%s\"", table);
+    return query_int(db, c, sql, &ma->max);
+}
+
+static int sq_max_id(struct rp_db *db, enum rp_db_kind kind, int64_t *max)
+{
+    struct max_id_arg ma = {kind, 0};
+    int rc = with_read_txn(db, max_id_cb, &ma);
+    if (!rc)
+        *max = ma.max;
+    return rc;
+}
+
 /*
  * Copies src into dst in one backup step, retrying while either side is
  * busy/locked for at most busy_timeout_ms.
@@ -537,6 +565,7 @@ const struct rp_db_ops rp_db_sqlite_ops = {
     .sample = sq_sample,
     .counts = sq_counts,
     .list = sq_list,
+    .max_id = sq_max_id,
     .close = sq_close,
     .default_snapshot = sq_default_snapshot,
 };

@@ -217,10 +217,13 @@ struct rp_dbwatch {
     uint64_t failed;
     int warned;
 
-    json_t *acks;          /* this section's acknowledgements, for the verify */
+    json_t *acks;           /* this section's acknowledgements, for the verify */
     uint64_t acks_dropped0; /* rp_ack's lost count when the section started */
-    json_t *before;        /* {"users": max id, ...} when the section started */
+    json_t *before;         /* {"users": max id, ...} when the section started */
+    uint64_t before_failed; /* kinds left out of before (their max id could not be read) */
     int verified;
+    /* the verify record's examples (H2R_RUN_VERIFY_MAX_EXAMPLES per list, short JSON texts) */
+    char ex[H2R_RUN_VERIFY_MAX_KINDS][2][H2R_RUN_VERIFY_MAX_EXAMPLES][200];
 };
 
 int rp_dbwatch_available(void)
@@ -281,28 +284,30 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
-static int max_id_row(const struct rp_db_row *row, void *ud)
-{
-    int64_t *max = ud;
-    if (row->id > *max)
-        *max = row->id;
-    return 0;
-}
-
 /*
  * The highest row id per kind before the section's load: rows up to it were
  * there already (an earlier section, the launcher's API key, a previous run),
  * so the verify does not count them as "present but never acknowledged".
- * Headscale's ids only grow (SQLite AUTOINCREMENT, PostgreSQL sequences). A
- * kind that cannot be listed is left out: its rows then all count.
+ * Headscale's ids only grow (SQLite AUTOINCREMENT, PostgreSQL sequences). One
+ * MAX(id) per kind, not a listing: it must fit the watcher's short statement
+ * timeout on a big table too. A kind whose baseline cannot be read is left
+ * out (its rows then all count), counted in w->before_failed and reported on
+ * stderr once unless quiet.
  */
-static json_t *rows_before(struct rp_db *db)
+static json_t *rows_before(struct rp_dbwatch *w, int quiet)
 {
     json_t *o = json_object();
     for (int k = 0; o && k < RP_DB_KIND_COUNT; k++) {
         int64_t max = 0;
-        if (rp_db_list(db, (enum rp_db_kind)k, max_id_row, &max) == 0)
+        if (rp_db_max_id(w->db, (enum rp_db_kind)k, &max) == 0) {
             json_object_set_new(o, rp_db_kind_name((enum rp_db_kind)k), json_integer(max));
+            continue;
+        }
+        if (!w->before_failed++ && !quiet)
+            fprintf(stderr,
+                    "replay: warning: --db %s: cannot read the highest %s id before the "
+                    "section (its rows all count as made by the section): %s\n",
+                    w->db->dsn, rp_db_kind_name((enum rp_db_kind)k), rp_db_errmsg(w->db));
     }
     return o;
 }
@@ -346,7 +351,7 @@ int rp_dbwatch_start(struct rp_dbwatch **out, const struct h2r_replay_opts *o, c
                           "--db for target '%s': %s", name, err);
     }
     w->engine = strcmp(rp_db_engine(w->db), "sqlite") == 0 ? "sqlite" : "postgresql";
-    w->before = rows_before(w->db);
+    w->before = rows_before(w, o->quiet);
     if (pthread_create(&w->tid, NULL, watch_main, w) != 0) {
         rp_dbwatch_free(w);
         return h2r_seterr(errbuf, errlen, H2R_ERR_NOMEM, "cannot start the --db watcher thread");
@@ -375,6 +380,7 @@ static int verify_section(struct rp_dbwatch *w, struct h2r_run_writer *wr, uint3
     v.db_kind = w->engine;
     v.acks = json_array_size(w->acks);
     v.acks_dropped = rp_ack_dropped() - w->acks_dropped0;
+    v.baseline_failed = w->before_failed;
     unsigned kinds = (1u << RP_DB_USERS) | (1u << RP_DB_NODES) | (1u << RP_DB_PRE_AUTH_KEYS);
     size_t i;
     json_t *a;
@@ -384,8 +390,6 @@ static int verify_section(struct rp_dbwatch *w, struct h2r_run_writer *wr, uint3
     }
     json_t *rep = NULL;
     char err[512];
-    /* examples: H2R_RUN_VERIFY_MAX_EXAMPLES per list, as short JSON texts */
-    static char ex[H2R_RUN_VERIFY_MAX_KINDS][2][H2R_RUN_VERIFY_MAX_EXAMPLES][200];
     int64_t start = h2r_now_mono_ns();
     json_t *in = w->acks ? json_pack("{sO}", "acknowledged", w->acks) : NULL;
     if (in && w->before)
@@ -412,19 +416,25 @@ static int verify_section(struct rp_dbwatch *w, struct h2r_run_writer *wr, uint3
             vk->lost = (uint64_t)json_integer_value(json_object_get(k, "lost"));
             vk->unacknowledged =
                 (uint64_t)json_integer_value(json_object_get(k, "unacknowledged"));
+            vk->existing_before =
+                (uint64_t)json_integer_value(json_object_get(k, "existing_before"));
+            json_t *base = json_object_get(w->before, name);
+            vk->before_max_id = json_is_integer(base) ? json_integer_value(base) : -1;
             size_t j;
             json_t *e;
             json_array_foreach(json_object_get(k, "lost_entities"), j, e) {
                 size_t x = vk->n_lost_examples;
                 if (x < H2R_RUN_VERIFY_MAX_EXAMPLES) {
-                    vk->lost_examples[x] = example_text(e, ex[v.n_kinds][0][x], 200);
+                    vk->lost_examples[x] =
+                        example_text(e, w->ex[v.n_kinds][0][x], sizeof(w->ex[0][0][0]));
                     vk->n_lost_examples++;
                 }
             }
             json_array_foreach(json_object_get(k, "unacknowledged_rows"), j, e) {
                 size_t x = vk->n_unacked_examples;
                 if (x < H2R_RUN_VERIFY_MAX_EXAMPLES) {
-                    vk->unacked_examples[x] = example_text(e, ex[v.n_kinds][1][x], 200);
+                    vk->unacked_examples[x] =
+                        example_text(e, w->ex[v.n_kinds][1][x], sizeof(w->ex[0][0][0]));
                     vk->n_unacked_examples++;
                 }
             }
@@ -538,32 +548,6 @@ struct rp_dbwatch {
 int rp_dbwatch_available(void)
 {
     return 0;
-}
-
-static int max_id_row(const struct rp_db_row *row, void *ud)
-{
-    int64_t *max = ud;
-    if (row->id > *max)
-        *max = row->id;
-    return 0;
-}
-
-/*
- * The highest row id per kind before the section's load: rows up to it were
- * there already (an earlier section, the launcher's API key, a previous run),
- * so the verify does not count them as "present but never acknowledged".
- * Headscale's ids only grow (SQLite AUTOINCREMENT, PostgreSQL sequences). A
- * kind that cannot be listed is left out: its rows then all count.
- */
-static json_t *rows_before(struct rp_db *db)
-{
-    json_t *o = json_object();
-    for (int k = 0; o && k < RP_DB_KIND_COUNT; k++) {
-        int64_t max = 0;
-        if (rp_db_list(db, (enum rp_db_kind)k, max_id_row, &max) == 0)
-            json_object_set_new(o, rp_db_kind_name((enum rp_db_kind)k), json_integer(max));
-    }
-    return o;
 }
 
 int rp_dbwatch_start(struct rp_dbwatch **out, const struct h2r_replay_opts *o, const char *name,

@@ -179,9 +179,11 @@ struct h2r_run_ack {
 struct h2r_run_verify_kind {
     const char *kind;
     uint64_t acknowledged;
-    uint64_t present;        /* live rows */
-    uint64_t lost;           /* acknowledged, no row */
-    uint64_t unacknowledged; /* rows nothing acknowledged */
+    uint64_t present;         /* live rows made during the section (id above before_max_id) */
+    uint64_t lost;            /* acknowledged, no row */
+    uint64_t unacknowledged;  /* rows (of present) nothing acknowledged */
+    uint64_t existing_before; /* live rows with an id up to before_max_id: not counted above */
+    int64_t before_max_id;    /* the highest id when the section started; -1: not known */
     const char *lost_examples[H2R_RUN_VERIFY_MAX_EXAMPLES]; /* short JSON texts */
     size_t n_lost_examples;
     const char *unacked_examples[H2R_RUN_VERIFY_MAX_EXAMPLES];
@@ -197,6 +199,7 @@ struct h2r_run_verify {
     uint64_t acks;            /* acknowledgements of the section */
     uint64_t acks_dropped;    /* acknowledgements the replay could not keep (queue full) */
     uint64_t ignored;         /* acknowledgements without a usable identity */
+    uint64_t baseline_failed; /* kinds whose highest id could not be read at the section start */
     struct h2r_run_verify_kind kinds[H2R_RUN_VERIFY_MAX_KINDS];
     size_t n_kinds;
 };

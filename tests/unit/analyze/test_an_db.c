@@ -347,6 +347,8 @@ static void write_ack_run(const char *path)
     v.kinds[1].acknowledged = 1;
     v.kinds[1].present = 3;
     v.kinds[1].unacknowledged = 2;
+    v.kinds[1].existing_before = 5; /* the launcher's and an earlier run's keys */
+    v.kinds[1].before_max_id = 5;
     v.kinds[1].unacked_examples[0] = "{\"id\":7}";
     v.kinds[1].n_unacked_examples = 1;
     CHECK_EQ_INT(h2r_run_write_verify(w, &v), 0);
@@ -384,6 +386,9 @@ static void test_acks_verify_client(void)
     CHECK_EQ_INT(jpath_int(json_object_get(json_object_get(db, "verify"), "kinds"), "users",
                            "lost", NULL),
                  1);
+    CHECK_EQ_INT(jpath_int(json_object_get(json_object_get(db, "verify"), "kinds"),
+                           "pre_auth_keys", "existing_before", NULL),
+                 5);
     CHECK(json_object_get(db, "sqlite") == NULL); /* no samples: no sample figures */
     CHECK_EQ_INT(jpath_int(client, "loop_threads", NULL, NULL), 2);
     CHECK_EQ_INT(jpath_int(client, "peak_fds", NULL, NULL), 1020);
@@ -397,6 +402,7 @@ static void test_acks_verify_client(void)
     char *t = slurp(tmp("acks.txt"));
     CHECK(t && strstr(t, "acknowledged   users 2, pre_auth_keys 1 (1 identified by the request"));
     CHECK(t && strstr(t, "acknowledged but lost 1, present but never acknowledged 2"));
+    CHECK(t && strstr(t, "pre_auth_keys 1 acknowledged / 3 rows (5 existed before)"));
     CHECK(t && strstr(t, "  lost         users {\"kind\":\"user\",\"name\":\"<gone>\"}"));
     CHECK(t && strstr(t, "client-bound: the replay used 1.90 cores"));
     CHECK(t && strstr(t, "fds max 1020 of 1024"));

@@ -85,7 +85,11 @@ static void write_run(const char *path, unsigned n)
     v.kinds[0].unacked_examples[0] = "{\"id\":9}";
     v.kinds[0].unacked_examples[1] = "{\"id\":10}";
     v.kinds[0].n_unacked_examples = 2;
+    v.kinds[0].existing_before = 6;
+    v.kinds[0].before_max_id = 7;
     v.kinds[1].kind = "nodes";
+    v.kinds[1].before_max_id = -1; /* no baseline: not written */
+    v.baseline_failed = 1;
     CHECK_EQ_INT(h2r_run_write_verify(w, &v), 0);
     struct h2r_run_section_end e;
     memset(&e, 0, sizeof(e));
@@ -184,8 +188,13 @@ static void test_roundtrip(void)
     CHECK_EQ_STR(rec.u.verify.kinds[0].lost_examples[0], "{\"kind\":\"user\",\"name\":\"bob\"}");
     CHECK_EQ_INT(rec.u.verify.kinds[0].n_unacked_examples, 2);
     CHECK_EQ_STR(rec.u.verify.kinds[0].unacked_examples[1], "{\"id\":10}");
+    CHECK_EQ_INT(rec.u.verify.kinds[0].existing_before, 6);
+    CHECK_EQ_INT(rec.u.verify.kinds[0].before_max_id, 7);
+    CHECK_EQ_INT(rec.u.verify.baseline_failed, 1);
     CHECK_EQ_STR(rec.u.verify.kinds[1].kind, "nodes");
     CHECK_EQ_INT(rec.u.verify.kinds[1].present, 0);
+    CHECK_EQ_INT(rec.u.verify.kinds[1].existing_before, 0);
+    CHECK_EQ_INT(rec.u.verify.kinds[1].before_max_id, -1);
     CHECK_EQ_INT(h2r_run_reader_next(r, &rec), 1);
     CHECK_EQ_INT(rec.kind, H2R_RUN_REC_SECTION_END);
     CHECK_EQ_INT(rec.u.end.max_rss_kb, 3);

@@ -121,6 +121,42 @@ static void test_sample(struct rp_db *db)
     PQfinish(waiter);
 }
 
+/* The baseline replay --db takes: MAX(id), soft-deleted rows included; a lock makes it fail. */
+static void test_max_id(struct rp_db *db)
+{
+    int64_t max = -1;
+    CHECK_DB(db, rp_db_max_id(db, RP_DB_USERS, &max), 0);
+    CHECK_EQ_INT(max, 3); /* carol is deleted but her id was taken */
+    CHECK_DB(db, rp_db_max_id(db, RP_DB_NODES, &max), 0);
+    CHECK_EQ_INT(max, 1);
+    CHECK_DB(db, rp_db_max_id(db, RP_DB_PRE_AUTH_KEYS, &max), 0);
+    CHECK_EQ_INT(max, 1);
+    CHECK_DB(db, rp_db_max_id(db, RP_DB_API_KEYS, &max), 0);
+    CHECK_EQ_INT(max, 2);
+    CHECK_EQ_INT(rp_db_max_id(db, (enum rp_db_kind)-1, &max), H2R_ERR_ARG);
+
+    /* Held behind a table lock, the statement times out: an error, *max untouched. */
+    struct rp_db_opts o;
+    rp_db_opts_init(&o);
+    o.statement_timeout_ms = 300;
+    struct rp_db *quick = NULL;
+    char err[256];
+    CHECK_EQ_INT(rp_db_open(dsn, &o, &quick, err, sizeof(err)), 0);
+    if (!quick)
+        return;
+    PGconn *holder = side_conn(NULL);
+    exec_ok(holder, "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE");
+    max = 42;
+    CHECK(rp_db_max_id(quick, RP_DB_USERS, &max) < 0);
+    CHECK_EQ_INT(max, 42);
+    CHECK(strstr(rp_db_errmsg(quick), "statement timeout") != NULL);
+    exec_ok(holder, "COMMIT");
+    PQfinish(holder);
+    CHECK_DB(quick, rp_db_max_id(quick, RP_DB_USERS, &max), 0); /* the connection recovered */
+    CHECK_EQ_INT(max, 3);
+    rp_db_close(quick);
+}
+
 static void test_snapshot_restore(struct rp_db *db)
 {
     char def[128];
@@ -258,6 +294,29 @@ static void test_unix_socket_and_verify(void)
     }
     json_decref(acks);
     rp_db_close(db);
+
+    /* Headscale 0.22's "machines" (a schema of its own, first on the search path). */
+    PGconn *c = side_conn(NULL);
+    exec_ok(c, "DROP SCHEMA IF EXISTS h2r_old CASCADE; CREATE SCHEMA h2r_old;"
+               "CREATE TABLE h2r_old.machines(id bigserial PRIMARY KEY, machine_key text,"
+               " node_key text, hostname text, given_name text);"
+               "INSERT INTO h2r_old.machines(node_key) VALUES ('nodekey:1'), ('nodekey:2'),"
+               " ('nodekey:3'), ('nodekey:4')");
+    snprintf(d, sizeof(d),
+             "pg:host=%s port=%s user=postgres dbname=h2r_test options=-csearch_path=h2r_old",
+             sock, port);
+    CHECK_EQ_INT(rp_db_open(d, NULL, &db, err, sizeof(err)), 0);
+    if (db) {
+        int64_t max = -1;
+        CHECK_DB(db, rp_db_max_id(db, RP_DB_NODES, &max), 0);
+        CHECK_EQ_INT(max, 4);
+        max = -1;
+        CHECK_DB(db, rp_db_max_id(db, RP_DB_USERS, &max), 0); /* no table there: 0 */
+        CHECK_EQ_INT(max, 0);
+        rp_db_close(db);
+    }
+    exec_ok(c, "DROP SCHEMA h2r_old CASCADE");
+    PQfinish(c);
 }
 
 int main(void)
@@ -282,6 +341,7 @@ int main(void)
     }
     CHECK_EQ_STR(rp_db_engine(db), "postgres");
     expect_counts(db, 2, 1, 1, 2);
+    test_max_id(db);
     test_sample(db);
     test_snapshot_restore(db);
     rp_db_close(db);

@@ -335,6 +335,35 @@ static void test_verify(const char *dsn)
     acks = json_integer(3);
     CHECK_EQ_INT(rp_db_verify(db, acks, 1u, 0, &rep), H2R_ERR_FORMAT);
     json_decref(acks);
+
+    /* The baseline replay --db takes: MAX(id), soft-deleted rows included (carol is 3). */
+    int64_t max = -1;
+    CHECK_EQ_INT(rp_db_max_id(db, RP_DB_USERS, &max), 0);
+    CHECK_EQ_INT(max, 3);
+    CHECK_EQ_INT(rp_db_max_id(db, RP_DB_NODES, &max), 0);
+    CHECK_EQ_INT(max, 2);
+    CHECK_EQ_INT(rp_db_max_id(db, RP_DB_PRE_AUTH_KEYS, &max), 0);
+    CHECK_EQ_INT(max, 2);
+    CHECK_EQ_INT(rp_db_max_id(db, RP_DB_API_KEYS, &max), 0);
+    CHECK_EQ_INT(max, 1);
+    max = 99;
+    CHECK_EQ_INT(rp_db_max_id(db, RP_DB_KIND_COUNT, &max), H2R_ERR_ARG);
+    CHECK_EQ_INT(max, 99);
+    /* Rows up to the baseline satisfy acks but are neither present nor unacknowledged. */
+    acks = json_loads("{\"acknowledged\": [{\"kind\": \"user\", \"name\": \"alice\"}],"
+                      " \"existing_before\": {\"users\": 2}}",
+                      0, &jerr);
+    CHECK(acks != NULL);
+    CHECK_EQ_INT(rp_db_verify(db, acks, 1u << RP_DB_USERS, 10, &rep), 0);
+    if (rep) {
+        json_t *u = json_object_get(json_object_get(rep, "kinds"), "users");
+        CHECK_EQ_INT(json_integer_value(json_object_get(u, "lost")), 0);
+        CHECK_EQ_INT(json_integer_value(json_object_get(u, "present")), 0);
+        CHECK_EQ_INT(json_integer_value(json_object_get(u, "existing_before")), 2);
+        CHECK_EQ_INT(json_integer_value(json_object_get(u, "unacknowledged")), 0);
+        json_decref(rep);
+    }
+    json_decref(acks);
     rp_db_close(db);
 }
 
@@ -362,6 +391,12 @@ static void test_other_layouts(void)
         CHECK_EQ_INT(cnt.n[RP_DB_NODES], 3);
         CHECK_EQ_INT(cnt.n[RP_DB_PRE_AUTH_KEYS], -1);
         CHECK_EQ_INT(cnt.n[RP_DB_API_KEYS], -1);
+        int64_t max = -1;
+        CHECK_EQ_INT(rp_db_max_id(db, RP_DB_NODES, &max), 0); /* "machines" */
+        CHECK_EQ_INT(max, 3);
+        max = -1;
+        CHECK_EQ_INT(rp_db_max_id(db, RP_DB_PRE_AUTH_KEYS, &max), 0); /* no table: none before */
+        CHECK_EQ_INT(max, 0);
         rp_db_close(db);
     }
     path_in(path, sizeof(path), "empty.sqlite");
