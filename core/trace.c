@@ -715,6 +715,19 @@ static int decode_ts_session(struct h2r_trace_reader *r, const uint8_t *p, size_
     if ((o->flags & H2R_TS_F_IDENTIFIED) && o->node == 0)
         return reader_error(r, H2R_ERR_FORMAT, "identified ts_session without a node",
                             TF_NODE);
+    /* Capture times are ordered (upgrade <= handshake <= end): a reader that subtracts
+     * them (replay plans offsets and holds) must not meet a crafted int64 pair. */
+    if (o->t_upgrade_ns < 0)
+        return reader_error(r, H2R_ERR_FORMAT, "ts_session t_upgrade_ns is negative",
+                            TF_T_UPGRADE);
+    if (o->t_end_ns != 0 && o->t_end_ns < o->t_upgrade_ns)
+        return reader_error(r, H2R_ERR_FORMAT, "ts_session t_end_ns is before t_upgrade_ns",
+                            TF_T_END);
+    if (o->t_handshake_ns != 0 &&
+        (o->t_handshake_ns < o->t_upgrade_ns || (o->t_end_ns && o->t_handshake_ns > o->t_end_ns)))
+        return reader_error(r, H2R_ERR_FORMAT,
+                            "ts_session t_handshake_ns is outside t_upgrade_ns..t_end_ns",
+                            TF_T_HANDSHAKE);
     if (a->failed)
         return H2R_ERR_NOMEM;
     o->reason = FIX_STR(a, reason);

@@ -80,6 +80,7 @@
 #define STARTUP_NS 50000000LL
 #define DEFAULT_STALL_NS 120000000000LL /* tailscale's map watchdog (direct.go) */
 #define MAX_NODES 10000000u
+#define MAX_PLAN_SPAN_NS (10LL * 366 * 24 * 3600 * 1000000000LL) /* ~10 years of capture */
 #define ERR_BODY_KEEP 160 /* bytes of a failed response's body kept for the detail */
 #define KEY_SEED_LEN 32
 
@@ -135,6 +136,28 @@ static int cmp_ts_order(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* A captured node and the capture-order index of one of its sessions. */
+struct node_at {
+    uint64_t node;
+    uint32_t index;
+};
+
+static int cmp_node_at(const void *a, const void *b)
+{
+    const struct node_at *x = a, *y = b;
+    if (x->node != y->node)
+        return x->node < y->node ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* b - a for a <= b, or -1 when the span exceeds MAX_PLAN_SPAN_NS (unsigned: a crafted
+ * pair such as INT64_MIN and INT64_MAX must not overflow). */
+static int64_t plan_span(int64_t a, int64_t b)
+{
+    uint64_t d = (uint64_t)b - (uint64_t)a;
+    return b < a || d > (uint64_t)MAX_PLAN_SPAN_NS ? -1 : (int64_t)d;
+}
+
 int rp_nodes_plan_from_sessions(struct rp_nodes_plan *p, const struct h2r_ts_session *s,
                                 uint32_t n, struct rp_nodes_trace_info *info)
 {
@@ -151,48 +174,61 @@ int rp_nodes_plan_from_sessions(struct rp_nodes_plan *p, const struct h2r_ts_ses
         return H2R_ERR_LIMIT;
     int rc = H2R_ERR_NOMEM;
     const struct h2r_ts_session **ord = malloc((size_t)n * sizeof(*ord));
-    struct node_map {
-        uint64_t node;
-        uint32_t identity;
-    } *nm = malloc((size_t)n * sizeof(*nm));
+    struct node_at *na = malloc((size_t)n * sizeof(*na));
+    uint32_t *first = malloc((size_t)n * sizeof(*first));
     struct rp_session_plan *v = calloc(n, sizeof(*v));
-    if (!ord || !nm || !v)
+    if (!ord || !na || !first || !v)
         goto out;
     for (uint32_t i = 0; i < n; i++)
         ord[i] = &s[i];
     qsort(ord, n, sizeof(*ord), cmp_ts_order); /* capture order, whatever the input order */
+
+    /* Each session's first session of the same node (capture order), from one sort of
+     * (node, index) pairs: O(n log n) however many distinct nodes there are. */
+    uint32_t nn = 0, known = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        first[i] = i;
+        if (ord[i]->node != 0) {
+            na[nn].node = ord[i]->node;
+            na[nn].index = i;
+            nn++;
+        }
+    }
+    qsort(na, nn, sizeof(*na), cmp_node_at);
+    for (uint32_t j = 0; j < nn; j++) {
+        if (j == 0 || na[j].node != na[j - 1].node) {
+            known++;
+            first[na[j].index] = na[j].index;
+        } else {
+            first[na[j].index] = first[na[j - 1].index];
+        }
+    }
+
     int64_t origin = ord[0]->t_upgrade_ns, last = origin;
-    uint32_t known = 0, next_id = 0, capver = 0;
+    uint32_t next_id = 0, capver = 0;
     int capver_mixed = 0;
     for (uint32_t i = 0; i < n; i++) {
         const struct h2r_ts_session *t = ord[i];
+        struct rp_session_plan *e = &v[i];
+        /* identities in order of first appearance: a node's later sessions reuse the one
+         * its first session took; every node-0 session takes a new one */
         uint32_t id;
         if (t->node == 0) {
             id = next_id++;
             info->anonymous++;
+        } else if (first[i] == i) {
+            id = next_id++;
         } else {
-            /* nm[0 .. known) stays sorted by node: a binary search, then an insert (a
-         * trace has few nodes; quadratic only in the number of distinct nodes) */
-            uint32_t lo = 0, hi = known;
-            while (lo < hi) {
-                uint32_t mid = lo + (hi - lo) / 2;
-                if (nm[mid].node < t->node)
-                    lo = mid + 1;
-                else
-                    hi = mid;
-            }
-            if (lo < known && nm[lo].node == t->node) {
-                id = nm[lo].identity;
-            } else {
-                memmove(nm + lo + 1, nm + lo, (known - lo) * sizeof(*nm));
-                nm[lo].node = t->node;
-                nm[lo].identity = id = next_id++;
-                known++;
-            }
+            id = v[first[i]].identity;
         }
-        struct rp_session_plan *e = &v[i];
-        e->start = t->t_upgrade_ns - origin;
-        e->hold = t->t_end_ns > t->t_upgrade_ns ? t->t_end_ns - t->t_upgrade_ns : 0;
+        /* the reader orders a record's times; a hand-made array may not, so no
+         * subtraction here runs unchecked (offsets and holds are later added up) */
+        e->start = plan_span(origin, t->t_upgrade_ns);
+        e->hold = t->t_end_ns > t->t_upgrade_ns ? plan_span(t->t_upgrade_ns, t->t_end_ns) : 0;
+        if (e->start < 0 || e->hold < 0) {
+            rc = H2R_ERR_FORMAT;
+            goto out;
+        }
         e->identity = id;
         e->origin = i;
         e->seq = i;
@@ -211,19 +247,26 @@ int rp_nodes_plan_from_sessions(struct rp_nodes_plan *p, const struct h2r_ts_ses
             capver = t->capver;
         }
     }
+    info->span_ns = plan_span(origin, last);
+    if (info->span_ns < 0) {
+        rc = H2R_ERR_FORMAT;
+        goto out;
+    }
     info->sessions = n;
     info->nodes = known;
     info->capver = capver_mixed ? 0 : capver;
     info->origin_ns = origin;
-    info->span_ns = last - origin;
     p->v = v;
     p->n = n;
     p->identities = next_id;
     v = NULL;
     rc = 0;
 out:
+    if (rc)
+        memset(info, 0, sizeof(*info));
     free(ord);
-    free(nm);
+    free(na);
+    free(first);
     free(v);
     return rc;
 }
@@ -288,7 +331,10 @@ int rp_nodes_plan_from_trace(struct rp_nodes_plan *p, const char *path,
         goto out;
     }
     rc = rp_nodes_plan_from_sessions(p, v, (uint32_t)n, info);
-    if (rc)
+    if (rc == H2R_ERR_FORMAT)
+        h2r_seterr(errbuf, errlen, rc, "%s: TS2021 session times span more than 10 years",
+                   path);
+    else if (rc)
         h2r_seterr(errbuf, errlen, rc, "%s: cannot plan %zu sessions", path, n);
     info->exchanges = exchanges;
 out:

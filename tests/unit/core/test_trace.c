@@ -4,6 +4,7 @@
  * skipped), many frames, and damaged files (truncated, corrupted, empty,
  * wrong magic, newer version) giving errors rather than crashes.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -387,6 +388,59 @@ static void test_ts_session(void)
     h2r_trace_reader_free(r);
 }
 
+/* Session times out of order or negative: the reader refuses the record and names the
+ * field, so nothing downstream (the replay plan) subtracts a crafted int64 pair. */
+static void test_ts_session_times(void)
+{
+    static const struct {
+        int64_t up, hs, end;
+        const char *field; /* NULL: accepted */
+    } cases[] = {
+        {INT64_MIN, 0, INT64_MAX, "t_upgrade_ns"},
+        {-1, 0, 0, "t_upgrade_ns"},
+        {1000, 0, 999, "t_end_ns"},
+        {INT64_MAX, 0, 1, "t_end_ns"},
+        {1000, 999, 2000, "t_handshake_ns"},
+        {1000, 2001, 2000, "t_handshake_ns"},
+        {1000, INT64_MAX, 2000, "t_handshake_ns"},
+        {1000, 1000, 1000, NULL},
+        {1000, 5000, 0, NULL}, /* no end recorded: the handshake is only bounded below */
+        {0, 0, INT64_MAX, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char path[128], err[256];
+        tmp_path(path, sizeof(path), "ts_times.h2rt");
+        struct h2r_trace_header h = {0};
+        h.tool_version = "test";
+        h.source = "file:ts.pcap";
+        struct h2r_trace_writer *w;
+        CHECK_EQ_INT(h2r_trace_writer_open(&w, path, &h, NULL, err, sizeof(err)), 0);
+        struct h2r_ts_session t;
+        memset(&t, 0, sizeof(t));
+        t.id = 1;
+        t.status = 101;
+        t.how = H2R_TS_END_FIN;
+        t.t_upgrade_ns = cases[i].up;
+        t.t_handshake_ns = cases[i].hs;
+        t.t_end_ns = cases[i].end;
+        CHECK_EQ_INT(h2r_trace_write_ts_session(w, &t), 0);
+        CHECK_EQ_INT(h2r_trace_writer_close(w), 0);
+
+        struct h2r_trace_reader *r;
+        struct h2r_trace_record rec;
+        CHECK_EQ_INT(h2r_trace_reader_open(&r, path, err, sizeof(err)), 0);
+        int rc = h2r_trace_reader_next(r, &rec);
+        if (cases[i].field) {
+            CHECK_EQ_INT(rc, H2R_ERR_FORMAT);
+            CHECK(strstr(h2r_trace_reader_errmsg(r), cases[i].field) != NULL);
+        } else {
+            CHECK_EQ_INT(rc, 1);
+            CHECK(rec.u.ts.t_upgrade_ns == cases[i].up && rec.u.ts.t_end_ns == cases[i].end);
+        }
+        h2r_trace_reader_free(r);
+    }
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/h2r-test-trace-XXXXXX");
@@ -397,6 +451,7 @@ int main(void)
     test_damaged();
     test_forward_compat();
     test_ts_session();
+    test_ts_session_times();
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     if (system(cmd) != 0)

@@ -8,6 +8,7 @@
  * sessions together) and the option checks of rp_nodes_replay_run() that
  * fail before any I/O.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,6 +265,91 @@ static void test_from_sessions(void)
     CHECK_EQ_INT(rp_nodes_plan_from_sessions(&p, u, 0, NULL), H2R_ERR_ARG);
 }
 
+/* Hand-made sessions whose times a reader would refuse: no subtraction overflows, the
+ * plan is refused as a format error and left empty; spans up to ~10 years still plan. */
+static void test_from_sessions_time_guards(void)
+{
+    struct h2r_ts_session v[2];
+    struct rp_nodes_plan p;
+    struct rp_nodes_trace_info info;
+
+    /* offsets from the origin: INT64_MAX - INT64_MIN */
+    v[0] = ts(1, 1, 0, 1, 1);
+    v[1] = ts(2, 2, 0, 1, 1);
+    v[0].t_upgrade_ns = INT64_MIN;
+    v[0].t_end_ns = INT64_MIN + 1;
+    v[1].t_upgrade_ns = INT64_MAX - 1;
+    v[1].t_end_ns = INT64_MAX;
+    CHECK_EQ_INT(rp_nodes_plan_from_sessions(&p, v, 2, &info), H2R_ERR_FORMAT);
+    CHECK(p.v == NULL && p.n == 0);
+    CHECK_EQ_INT(info.sessions, 0);
+
+    /* a hold: end - upgrade */
+    v[0] = ts(1, 1, 0, 1, 1);
+    v[0].t_upgrade_ns = INT64_MIN;
+    v[0].t_end_ns = INT64_MAX;
+    CHECK_EQ_INT(rp_nodes_plan_from_sessions(&p, v, 1, NULL), H2R_ERR_FORMAT);
+    CHECK(p.v == NULL && p.n == 0);
+
+    /* the span: a session that starts at the origin and one that ends 20 years later */
+    v[0] = ts(1, 1, 0, 1, 1);
+    v[1] = ts(2, 2, 0, 1, 1);
+    v[1].t_end_ns = v[1].t_upgrade_ns + 20LL * 365 * 24 * 3600 * S_NS;
+    CHECK_EQ_INT(rp_nodes_plan_from_sessions(&p, v, 2, &info), H2R_ERR_FORMAT);
+    CHECK(p.v == NULL);
+
+    /* 9 years apart: a long capture, but a plan */
+    v[1] = ts(2, 2, 0, 1, 1);
+    v[1].t_upgrade_ns = v[0].t_upgrade_ns + 9LL * 365 * 24 * 3600 * S_NS;
+    v[1].t_end_ns = v[1].t_upgrade_ns + S_NS;
+    CHECK_EQ_INT(rp_nodes_plan_from_sessions(&p, v, 2, &info), 0);
+    CHECK_EQ_INT(p.n, 2);
+    CHECK_EQ_INT(info.span_ns, 9LL * 365 * 24 * 3600 * S_NS + S_NS);
+    if (p.n == 2)
+        CHECK_EQ_INT(p.v[1].start, 9LL * 365 * 24 * 3600 * S_NS);
+    rp_nodes_plan_free(&p);
+}
+
+/* 200k distinct nodes in descending node order (the worst case of a sorted insert), every
+ * 1000th session of an unknown node, then 2000 reconnects of earlier nodes: identities
+ * stay in order of first appearance. Runs in well under a second. */
+static void test_from_sessions_many_nodes(void)
+{
+    const uint32_t distinct = 200000, again = 2000, n = distinct + again;
+    struct h2r_ts_session *v = malloc((size_t)n * sizeof(*v));
+    struct rp_nodes_plan p;
+    struct rp_nodes_trace_info info;
+    CHECK(v != NULL);
+    if (!v)
+        return;
+    for (uint32_t i = 0; i < distinct; i++)
+        v[i] = ts(i + 1, i % 1000 == 999 ? 0 : distinct - i, i, i + 1, 1);
+    for (uint32_t j = 0; j < again; j++) {
+        uint32_t k = (j * 97u) % distinct;
+        if (k % 1000 == 999)
+            k--; /* a known node */
+        v[distinct + j] = ts(distinct + j + 1, distinct - k, distinct + j, distinct + j + 1, 1);
+    }
+    CHECK_EQ_INT(rp_nodes_plan_from_sessions(&p, v, n, &info), 0);
+    CHECK_EQ_INT(p.n, n);
+    CHECK_EQ_INT(p.identities, distinct);
+    CHECK_EQ_INT(info.nodes, distinct - distinct / 1000);
+    CHECK_EQ_INT(info.anonymous, distinct / 1000);
+    int ok = p.n == n;
+    for (uint32_t i = 0; ok && i < distinct; i += 37)
+        ok = p.v[i].identity == i;
+    for (uint32_t j = 0; ok && j < again; j++) {
+        uint32_t k = (j * 97u) % distinct;
+        if (k % 1000 == 999)
+            k--;
+        ok = p.v[distinct + j].identity == k;
+    }
+    CHECK(ok);
+    CHECK(p.n == n && p.v[999].identity == 999 && p.v[distinct - 1].identity == distinct - 1);
+    rp_nodes_plan_free(&p);
+    free(v);
+}
+
 /* --clone over a captured plan: 14 sessions x 10 = 140 sessions, 120 identities; node k's
  * copy j is one identity across all of node k's sessions, and keeps their gaps. */
 static void test_clone_captured(void)
@@ -467,6 +553,8 @@ int main(void)
     test_synthetic();
     test_clone();
     test_from_sessions();
+    test_from_sessions_time_guards();
+    test_from_sessions_many_nodes();
     test_clone_captured();
     test_shard();
     test_from_trace();
