@@ -772,8 +772,9 @@ static int ts_key_head(const struct h1_head *h)
     return h->method_len == 3 && memcmp(h->method, "GET", 3) == 0 && target_is(h, "/key");
 }
 
-/* The TS2021 session is settled before its frames (refused, unparsable answer, gap): later
- * bytes are ignored, and TLS records need no more decrypting. */
+/* The TS2021 session is settled before the connection ends (refused, unparsable answer,
+ * gap, framing error, error frame): later bytes are ignored, and TLS records need no more
+ * decrypting. */
 static void ts_settle(struct cap_session *s)
 {
     s->state = SS_TS_DONE;
@@ -794,7 +795,10 @@ static int ts_feed(struct cap_session *s, int dir, const uint8_t *p, size_t n, i
     }
     if (n == 0)
         return 0;
-    return record_error(s, cap_ts_feed(s->ts, dir, p, n, ts));
+    int rc = record_error(s, cap_ts_feed(s->ts, dir, p, n, ts));
+    if (rc == 0 && !cap_ts_open(s->ts))
+        ts_settle(s); /* a framing error or an error frame ended decoding */
+    return rc;
 }
 
 /* The server's answer to the upgrade (NOTES 3.2): 101, then frames; anything final else
@@ -878,6 +882,14 @@ static int start_ts(struct cap_session *s, const struct h1_head *h, size_t head_
     if (!body_ok) {
         cap_ts_fail(s->ts, "upgrade request body framing not followed (Transfer-Encoding or "
                            "a bad Content-Length)");
+        ts_settle(s);
+        return write_conn(s);
+    }
+    if (s->ts_body_left > CAP_TS_MAX_UPGRADE_BODY) {
+        /* Go sends none: a body this large would swallow every client frame after the
+         * 101 and leave a session that looks silent rather than one that failed. */
+        s->ts_body_left = 0;
+        cap_ts_fail(s->ts, "upgrade request body over 64 KiB (Content-Length)");
         ts_settle(s);
         return write_conn(s);
     }

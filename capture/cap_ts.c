@@ -331,6 +331,11 @@ void cap_ts_gap(struct cap_ts *t, int dir)
     }
 }
 
+int cap_ts_open(const struct cap_ts *t)
+{
+    return t->phase == CTS_WAIT_ANSWER || t->phase == CTS_OPEN;
+}
+
 void cap_ts_finish(struct cap_ts *t, uint32_t conn_how, int64_t t_end_ns,
                    struct h2r_ts_session *out)
 {
@@ -384,9 +389,18 @@ void cap_ts_finish(struct cap_ts *t, uint32_t conn_how, int64_t t_end_ns,
         memcpy(out->machine_key, t->machine_key, CAP_TS_KEY_LEN);
     out->status = t->status;
     out->how = how;
+    /* Packet times need not be monotonic (capture order, multi-queue taps), but the
+     * trace reader refuses a session whose times are out of order: clamp to
+     * upgrade <= handshake <= end. */
     out->t_upgrade_ns = t->cfg.t_upgrade_ns;
     out->t_handshake_ns = t->t_handshake_ns;
+    if (out->t_handshake_ns != 0 && out->t_handshake_ns < out->t_upgrade_ns)
+        out->t_handshake_ns = out->t_upgrade_ns;
     out->t_end_ns = t_end_ns;
+    if (out->t_end_ns < out->t_upgrade_ns)
+        out->t_end_ns = out->t_upgrade_ns;
+    if (out->t_end_ns < out->t_handshake_ns)
+        out->t_end_ns = out->t_handshake_ns;
     out->frames_c2s = t->frames[0];
     out->frames_s2c = t->frames[1];
     out->bytes_c2s = t->bytes[0];

@@ -28,6 +28,7 @@
 #define CAP_TS_KEY_LEN 32
 #define CAP_TS_MAX_NODES (1u << 20) /* distinct machine keys numbered per capture */
 #define CAP_TS_MAX_REASON 160       /* bytes of an error frame's text kept as the reason */
+#define CAP_TS_MAX_UPGRADE_BODY ((uint64_t)64 * 1024) /* upgrade request body followed */
 
 /* Counters of the TS2021 recogniser (exported as "ts2021.*" by cap_session). */
 struct cap_ts_stats {
@@ -105,13 +106,21 @@ void cap_ts_fail(struct cap_ts *t, const char *reason);
 
 /*
  * Bytes of direction dir after the upgrade heads (and after a request body).
- * Only call after cap_ts_answer(t, 101, ...). Framing errors make the session
- * undecodable (not an error return). Returns 0, or H2R_ERR_NOMEM.
+ * Only call after cap_ts_answer(t, 101, ...). Framing errors and an error frame
+ * settle the session (not an error return; cap_ts_open() turns 0): the caller
+ * stops feeding. Returns 0, or H2R_ERR_NOMEM.
  */
 int cap_ts_feed(struct cap_ts *t, int dir, const uint8_t *buf, size_t len, int64_t ts_ns);
 
 /* Bytes of direction dir were lost: frame boundaries are gone, decoding stops. */
 void cap_ts_gap(struct cap_ts *t, int dir);
+
+/*
+ * Whether the session still follows frames: 1 while waiting for the answer or
+ * after a 101; 0 once it is settled (refused, error frame, framing error, gap,
+ * cap_ts_fail), when later bytes can change nothing but the byte counts.
+ */
+int cap_ts_open(const struct cap_ts *t);
 
 /*
  * The connection ended (conn_how: enum h2r_conn_how of the TCP end) at t_end_ns.

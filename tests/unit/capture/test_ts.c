@@ -5,7 +5,8 @@
  * fed through cap_session as a capture would. Covers identified, unidentified
  * and wrong-key sessions, node numbering across sessions, refused (403),
  * rejected (error frame, closes before the answers), bad handshake headers
- * (garbage base64, a truncated frame), a gap, a framing error, the frame cap,
+ * (garbage base64, a truncated frame), a gap, a framing error (later bytes ignored),
+ * the upgrade body cap, the frame cap,
  * GET /key, byte-by-byte feeding, and a round trip through the trace writer.
  */
 #include <stdint.h>
@@ -543,21 +544,90 @@ static void test_framing_error(void)
 {
     struct env e;
     struct fixture f;
-    struct tbuf c0 = {0}, s1 = {0};
+    struct tbuf c0 = {0}, s1 = {0}, s2 = {0}, c2 = {0};
     env_init(&e, 0);
     fx_init(&f, &e, 7);
     upgrade_request(&c0, machine_priv);
     tb_str(&s1, head_101);
     frame(&s1, TS_FRAME_RECORD, 30);
+    frame(&s2, TS_FRAME_RESP, TS_MSG2_LEN);
+    frame(&c2, TS_FRAME_RECORD, 40);
     CHECK_EQ_INT(feed(&f, CAP_DIR_C2S, &c0, 1000), 0);
     CHECK_EQ_INT(feed(&f, CAP_DIR_S2C, &s1, 2000), 0);
-    CHECK_EQ_INT(cap_session_close(f.s, H2R_CONN_END_FIN, 4000, c0.len, s1.len, 0), 0);
+    /* the session is settled: later bytes of either direction are not decoded or counted */
+    uint64_t frames = e.st.ts.frames;
+    CHECK_EQ_INT(feed(&f, CAP_DIR_S2C, &s2, 3000), 0);
+    CHECK_EQ_INT(feed(&f, CAP_DIR_C2S, &c2, 3000), 0);
+    CHECK_EQ_INT(e.st.ts.frames, frames);
+    CHECK_EQ_INT(cap_session_close(f.s, H2R_CONN_END_FIN, 4000, c0.len + c2.len,
+                                   s1.len + s2.len, 0),
+                 0);
     CHECK_EQ_INT(f.sink.ts[0].how, H2R_TS_END_UNDECODABLE);
     CHECK(f.sink.reason[0] && strncmp(f.sink.reason[0], "server framing: ", 16) == 0);
     CHECK_EQ_INT(f.sink.ts[0].bytes_s2c, 33);
+    CHECK_EQ_INT(f.sink.ts[0].bytes_c2s, 0);
+    CHECK_EQ_INT(f.sink.ts[0].frames_c2s + f.sink.ts[0].frames_s2c, 0);
+    CHECK_EQ_INT(e.st.ts.undecodable, 1);
     tb_free(&c0);
     tb_free(&s1);
+    tb_free(&s2);
+    tb_free(&c2);
     fx_free(&f);
+    env_free(&e);
+}
+
+/* An upgrade request with a body of content_length bytes (the value as written). */
+static void upgrade_request_cl(struct tbuf *b, const char *content_length)
+{
+    tb_str(b, "POST /ts2021 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+              "Upgrade: Tailscale-Control-Protocol\r\nConnection: upgrade\r\n"
+              "Content-Length: ");
+    tb_str(b, content_length);
+    tb_str(b, "\r\n\r\n");
+}
+
+/* The upgrade request's body: up to 64 KiB is skipped before the client's frames; a larger
+ * Content-Length (which would swallow every client frame) makes the session undecodable. */
+static void test_upgrade_body_cap(void)
+{
+    struct env e;
+    env_init(&e, 0);
+    for (int big = 0; big < 2; big++) {
+        struct fixture f;
+        struct tbuf c0 = {0}, s1 = {0}, c2 = {0};
+        fx_init(&f, &e, (uint64_t)big + 1);
+        upgrade_request_cl(&c0, big ? "999999999999999" : "65536");
+        tb_str(&s1, head_101);
+        frame(&s1, TS_FRAME_RESP, TS_MSG2_LEN);
+        if (!big) {
+            for (size_t i = 0; i < 65536; i++)
+                tb_put(&c2, "b", 1);
+        }
+        frame(&c2, TS_FRAME_RECORD, 40);
+        CHECK_EQ_INT(feed(&f, CAP_DIR_C2S, &c0, 1000), 0);
+        CHECK_EQ_INT(feed(&f, CAP_DIR_S2C, &s1, 2000), 0);
+        CHECK_EQ_INT(feed(&f, CAP_DIR_C2S, &c2, 3000), 0);
+        CHECK_EQ_INT(cap_session_close(f.s, H2R_CONN_END_FIN, 4000, c0.len + c2.len, s1.len, 0),
+                     0);
+        CHECK_EQ_INT(f.sink.nts, 1);
+        CHECK_EQ_INT(f.sink.base.conn_transport[0], H2R_TRANSPORT_TS2021);
+        if (big) {
+            CHECK_EQ_INT(f.sink.ts[0].how, H2R_TS_END_UNDECODABLE);
+            CHECK_EQ_STR(f.sink.reason[0], "upgrade request body over 64 KiB (Content-Length)");
+            CHECK_EQ_INT(f.sink.ts[0].frames_c2s + f.sink.ts[0].frames_s2c, 0);
+        } else {
+            CHECK_EQ_INT(f.sink.ts[0].how, H2R_TS_END_FIN);
+            CHECK_EQ_INT(f.sink.ts[0].frames_c2s, 1);
+            CHECK_EQ_INT(f.sink.ts[0].frames_s2c, 1);
+            CHECK_EQ_INT(f.sink.ts[0].bytes_c2s, 43);
+        }
+        tb_free(&c0);
+        tb_free(&s1);
+        tb_free(&c2);
+        fx_free(&f);
+    }
+    CHECK_EQ_INT(e.st.ts.sessions, 2);
+    CHECK_EQ_INT(e.st.ts.undecodable, 1);
     env_free(&e);
 }
 
@@ -728,6 +798,7 @@ int main(void)
     test_bad_handshake_header();
     test_gap();
     test_framing_error();
+    test_upgrade_body_cap();
     test_frame_cap();
     test_key_request();
     test_nodes_table();
