@@ -713,18 +713,20 @@ static void upgrade(struct conn *c, const char *head, const uint8_t *rest, size_
         return;
     }
     c->state = C_OPEN;
-    free(c->head);
-    c->head = NULL;
     if (out_append(c, HEAD_101, sizeof(HEAD_101) - 1) || out_append(c, resp, sizeof(resp)) ||
         out_seal(c, pre.early, pre.early_len)) {
         c->dead = 1;
-        return;
+        goto out;
     }
     if (rest_len && ts_session_feed(c->ts, rest, rest_len) != 0) {
         if (!c->h2_failed)
             st.ts_errors++;
         c->dead = 1;
     }
+out:
+    /* rest points into c->head: the head buffer goes only after rest was fed */
+    free(c->head);
+    c->head = NULL;
 }
 
 /* Bytes before the upgrade: collect the head, then route it. */
