@@ -75,7 +75,8 @@ int rp_nodes_plan_synthetic(struct rp_nodes_plan *p, uint32_t n, int64_t arrival
  * Identities: one per captured node (node != 0), one per session of node 0,
  * numbered in order of first appearance. Sessions with t_handshake_ns 0 get
  * skip = their how (H2R_TS_END_UNKNOWN becomes H2R_TS_END_REJECTED). info may
- * be NULL (info->exchanges is left 0). Returns 0, H2R_ERR_ARG (n == 0), H2R_ERR_LIMIT or H2R_ERR_NOMEM.
+ * be NULL (info->exchanges is left 0). Returns 0, H2R_ERR_ARG (n == 0), H2R_ERR_FORMAT
+ * (session times span more than 10 years), H2R_ERR_LIMIT or H2R_ERR_NOMEM.
  */
 int rp_nodes_plan_from_sessions(struct rp_nodes_plan *p, const struct h2r_ts_session *s,
                                 uint32_t n, struct rp_nodes_trace_info *info);
