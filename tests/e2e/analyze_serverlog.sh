@@ -30,18 +30,8 @@ ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)
 WORK=${2:-$(mktemp -d /tmp/h2r-slog-e2e.XXXXXX)}
 HS=$ROOT/scripts/headscale.sh
 prog=analyze_serverlog.sh
-fails=0
-ok() { echo "$prog: ok: $*"; }
-bad() { echo "$prog: FAIL: $*" >&2; fails=$((fails + 1)); }
-die() { echo "$prog: $*" >&2; cleanup; exit 1; }
-skip() {
-    if [[ ${CI:-} == true ]]; then
-        echo "$prog: cannot run here ($*), but CI must run it" >&2
-        exit 1
-    fi
-    echo "$prog: SKIP: $*" >&2
-    exit 77
-}
+# shellcheck source=tests/e2e/hs_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/hs_lib.sh"
 cleanup() {
     for d in "$WORK/hs29" "$WORK/hs23"; do
         [[ -f $d/env ]] && "$HS" stop --dir "$d" --keep >/dev/null 2>&1

@@ -58,18 +58,8 @@ VERSION=v0.29.2
 prog="fault_replay.sh[$MODE]"
 NODES=80 ARRIVAL=20s HOLD_S=2 TIMEOUT_S=5 CONNECT_S=3 AFTER_S=5 CATCHUP_S=1.5
 
-fails=0
-ok() { echo "$prog: ok: $*"; }
-bad() { echo "$prog: FAIL: $*" >&2; fails=$((fails + 1)); }
-note() { echo "$prog: note: $*"; }
-skip() {
-    if [[ ${CI:-} == true ]]; then
-        echo "$prog: cannot run here ($*), but CI must run it" >&2
-        exit 1
-    fi
-    echo "$prog: SKIP: $*" >&2
-    exit 77
-}
+# shellcheck source=tests/e2e/hs_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/hs_lib.sh"
 
 db=sqlite
 case $MODE in

@@ -24,28 +24,13 @@ WORK=${4:-$(mktemp -d /tmp/h2r-hsack.XXXXXX)}
 HS=$ROOT/scripts/headscale.sh
 prog="headscale_acks.sh[$VERSION/$DB]"
 
-fails=0
-ok() { echo "$prog: ok: $*"; }
-bad() { echo "$prog: FAIL: $*" >&2; fails=$((fails + 1)); }
-die() { echo "$prog: $*" >&2; cleanup; exit 1; }
-skip() {
-    if [[ ${CI:-} == true ]]; then
-        echo "$prog: cannot run here ($*), but CI must run it" >&2
-        exit 1
-    fi
-    echo "$prog: SKIP: $*" >&2
-    exit 77
-}
+# shellcheck source=tests/e2e/hs_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/hs_lib.sh"
 cleanup() {
     [[ -f $WORK/hs/env ]] && "$HS" stop --dir "$WORK/hs" --keep >/dev/null 2>&1
 }
 
-[[ -x $ROOT/.cache/bin/headscale-$VERSION/headscale ]] ||
-    skip "no $ROOT/.cache/bin/headscale-$VERSION/headscale (scripts/install-headscale.sh $VERSION)"
-if [[ $DB == postgres ]] && ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-    skip "PostgreSQL server binaries not installed"
-fi
-command -v python3 >/dev/null || skip "python3 missing"
+hs_require "$VERSION" "$DB"
 TRACE=$ROOT/traces/headscale-grpc-$VERSION.h2rt
 [[ -f $TRACE ]] || TRACE=$ROOT/traces/headscale-grpc.h2rt
 [[ -f $TRACE ]] || die "no committed trace in $ROOT/traces"

@@ -33,28 +33,13 @@ HS=$ROOT/scripts/headscale.sh
 prog="headscale_replay.sh[$VERSION/$DB]"
 USERS=10
 
-fails=0
-ok() { echo "$prog: ok: $*"; }
-bad() { echo "$prog: FAIL: $*" >&2; fails=$((fails + 1)); }
-die() { echo "$prog: $*" >&2; cleanup; exit 1; }
-skip() {
-    if [[ ${CI:-} == true ]]; then
-        echo "$prog: cannot run here ($*), but CI must run it" >&2
-        exit 1
-    fi
-    echo "$prog: SKIP: $*" >&2
-    exit 77
-}
+# shellcheck source=tests/e2e/hs_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/hs_lib.sh"
 cleanup() {
     [[ -f $WORK/hs/env ]] && "$HS" stop --dir "$WORK/hs" --keep >/dev/null 2>&1
 }
 
-[[ -x $ROOT/.cache/bin/headscale-$VERSION/headscale ]] ||
-    skip "no $ROOT/.cache/bin/headscale-$VERSION/headscale (scripts/install-headscale.sh $VERSION)"
-if [[ $DB == postgres ]] && ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-    skip "PostgreSQL server binaries not installed"
-fi
-command -v python3 >/dev/null || skip "python3 missing"
+hs_require "$VERSION" "$DB"
 help=$("$H2R" replay --help 2>/dev/null || true) # not piped into grep -q: SIGPIPE + pipefail
 grep -q -- '--db ' <<<"$help" || die "$H2R replay has no --db"
 
