@@ -80,6 +80,12 @@ const char *an_fmt_metric(char *buf, size_t len, int metric, double v);
 const char *an_fmt_classes(char *buf, size_t len, const uint64_t *by_class);
 /* Exchanges that failed (count - ok). */
 uint64_t an_errors(uint64_t count, uint64_t ok);
+/*
+ * A table-report line "   LABEL TEXT": the label padded to label_w columns, TEXT
+ * wrapped at spaces (or cut) to 100 columns, continuation lines under itself.
+ */
+void an_report_wrapped(FILE *f, const char *label, int label_w, const char *text);
+
 /* One-line descriptions of a run's failure points ("none" / "-" when absent). */
 const char *an_fmt_first_failure(char *buf, size_t len, const struct an_run *r);
 const char *an_fmt_onset(char *buf, size_t len, const struct an_run *r, double threshold,

@@ -93,28 +93,9 @@ static void rows_text(const struct an_db *db, char *buf, size_t len)
 
 /* ------------------------------------------------------------------ table */
 
-/* "   LABEL TEXT", TEXT wrapped at spaces to 100 columns under itself. */
 static void line_w(FILE *f, const char *label, const char *text)
 {
-    const size_t width = 100 - 3 - 14 - 1;
-    size_t n = strlen(text);
-    const char *p = text;
-    fprintf(f, "   %-14s ", label);
-    while (n > width) {
-        size_t cut = width;
-        while (cut > width / 2 && p[cut] != ' ')
-            cut--;
-        if (p[cut] != ' ')
-            cut = width;
-        fprintf(f, "%.*s\n   %-14s ", (int)cut, p, "");
-        p += cut;
-        n -= cut;
-        while (*p == ' ') {
-            p++;
-            n--;
-        }
-    }
-    fprintf(f, "%s\n", p);
+    an_report_wrapped(f, label, 14, text);
 }
 
 /* "users 10, pre_auth_keys 7" from the ack records. */

@@ -70,25 +70,7 @@ static void first_error_text(char *buf, size_t len, const struct an_slog *s)
 
 static void line_w(FILE *f, const char *label, const char *text)
 {
-    const size_t width = 100 - 3 - 14 - 1;
-    size_t n = strlen(text);
-    const char *p = text;
-    fprintf(f, "   %-14s ", label);
-    while (n > width) {
-        size_t cut = width;
-        while (cut > width / 2 && p[cut] != ' ')
-            cut--;
-        if (p[cut] != ' ')
-            cut = width;
-        fprintf(f, "%.*s\n   %-14s ", (int)cut, p, "");
-        p += cut;
-        n -= cut;
-        while (*p == ' ') {
-            p++;
-            n--;
-        }
-    }
-    fprintf(f, "%s\n", p);
+    an_report_wrapped(f, label, 14, text);
 }
 
 void an_slog_table(FILE *f, const struct an_run *r)

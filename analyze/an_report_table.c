@@ -69,31 +69,9 @@ static void latency_line(FILE *f, const char *what, const struct h2r_hist *h)
 }
 
 /* Prints "   LABEL TEXT" with TEXT wrapped at spaces to 100 columns under itself. */
-static void wrapped_w(FILE *f, const char *label, int label_w, const char *text)
-{
-    size_t width = 100 - 3 - (size_t)label_w - 1, n = strlen(text);
-    const char *p = text;
-    fprintf(f, "   %-*s ", label_w, label);
-    while (n > width) {
-        size_t cut = width;
-        while (cut > width / 2 && p[cut] != ' ')
-            cut--;
-        if (p[cut] != ' ')
-            cut = width;
-        fprintf(f, "%.*s\n   %-*s ", (int)cut, p, label_w, "");
-        p += cut;
-        n -= cut;
-        while (*p == ' ') {
-            p++;
-            n--;
-        }
-    }
-    fprintf(f, "%s\n", p);
-}
-
 static void wrapped(FILE *f, const char *label, const char *text)
 {
-    wrapped_w(f, label, 14, text);
+    an_report_wrapped(f, label, 14, text);
 }
 
 static void examples_line(FILE *f, const struct an_run *r, const struct an_run *ref, int shared)
@@ -249,8 +227,8 @@ static void gates_block(FILE *f, const struct an_report *rep)
                      g->note);
         else
             snprintf(line, sizeof(line), "%s", g->note);
-        wrapped_w(f, g->pass ? "PASS" : "FAIL", 4, g->expr);
-        wrapped_w(f, "", 4, line);
+        an_report_wrapped(f, g->pass ? "PASS" : "FAIL", 4, g->expr);
+        an_report_wrapped(f, "", 4, line);
     }
     fprintf(f, "result: %zu of %zu gates failed\n", rep->gates_failed, rep->n_gates);
 }

@@ -172,3 +172,25 @@ const char *an_fmt_p(char *buf, size_t len, double p)
         snprintf(buf, len, "%.2g", p);
     return buf;
 }
+
+void an_report_wrapped(FILE *f, const char *label, int label_w, const char *text)
+{
+    size_t width = 100 - 3 - (size_t)label_w - 1, n = strlen(text);
+    const char *p = text;
+    fprintf(f, "   %-*s ", label_w, label);
+    while (n > width) {
+        size_t cut = width;
+        while (cut > width / 2 && p[cut] != ' ')
+            cut--;
+        if (p[cut] != ' ')
+            cut = width;
+        fprintf(f, "%.*s\n   %-*s ", (int)cut, p, label_w, "");
+        p += cut;
+        n -= cut;
+        while (*p == ' ') {
+            p++;
+            n--;
+        }
+    }
+    fprintf(f, "%s\n", p);
+}
