@@ -2050,32 +2050,11 @@ static int run_section(struct nodes_ctx *ctx, uint32_t section, const struct rp_
     if (rc)
         goto out;
 
-    int64_t mono = h2r_now_mono_ns(), wall = h2r_now_wall_ns();
-    int64_t t0 = mono + STARTUP_NS;
-    if (o->start_at_ns && section == 0) { /* --start-at: the origin shared by all shards */
-        rc = rp_start_at_wait_fn(o->start_at_ns, STARTUP_NS, rp_replay_stop_requested, o->quiet,
-                                 &mono, &wall, errbuf, errlen);
-        if (rc)
-            goto out;
-        t0 = mono + (o->start_at_ns - wall);
-    }
-    struct h2r_run_section sec;
-    memset(&sec, 0, sizeof(sec));
-    sec.id = section;
-    sec.name = t->name;
-    sec.url = t->url;
-    sec.speed = o->speed;
-    sec.t0_wall_ns = wall + (t0 - mono);
-    sec.timeout_ns = o->timeout_ns;
-    sec.label = o->label;
-    sec.clock_offset_ns = wall - mono;
-    sec.clock_max_error_ns = rp_clock_max_error_ns();
-    rc = h2r_run_write_section(ctx->wr, &sec);
-    if (rc) {
-        h2r_seterr(errbuf, errlen, rc, "writing %s: %s", o->run_path,
-                   h2r_run_writer_errmsg(ctx->wr));
+    int64_t t0;
+    rc = rp_section_begin(ctx->wr, o, section, t, STARTUP_NS, rp_replay_stop_requested, &t0,
+                          errbuf, errlen);
+    if (rc)
         goto out;
-    }
 
     rp_resources_begin(&st.res);
     for (uint32_t i = 0; i < n; i++) {

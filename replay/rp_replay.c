@@ -365,33 +365,11 @@ static int run_section(struct replay_ctx *ctx, uint32_t section, const struct rp
         lead = MAX_LEAD_NS;
     if (lead < 0)
         lead = 0;
-    int64_t mono = h2r_now_mono_ns(), wall = h2r_now_wall_ns();
-    int64_t t0 = mono + STARTUP_NS + lead;
-    if (o->start_at_ns && section == 0) { /* --start-at: the origin shared by all shards */
-        rc = rp_start_at_wait(o->start_at_ns, STARTUP_NS + lead, &stop_requested, o->quiet, &mono,
-                              &wall, errbuf, errlen);
-        if (rc)
-            goto out;
-        t0 = mono + (o->start_at_ns - wall);
-    }
-
-    struct h2r_run_section sec;
-    memset(&sec, 0, sizeof(sec));
-    sec.id = section;
-    sec.name = t->name;
-    sec.url = t->url;
-    sec.speed = o->speed;
-    sec.t0_wall_ns = wall + (t0 - mono);
-    sec.timeout_ns = o->timeout_ns;
-    sec.label = o->label;
-    sec.clock_offset_ns = wall - mono;
-    sec.clock_max_error_ns = rp_clock_max_error_ns();
-    rc = h2r_run_write_section(ctx->wr, &sec);
-    if (rc) {
-        h2r_seterr(errbuf, errlen, rc, "writing %s: %s", o->run_path,
-                   h2r_run_writer_errmsg(ctx->wr));
+    int64_t t0;
+    rc = rp_section_begin(ctx->wr, o, section, t, STARTUP_NS + lead, rp_replay_stop_requested,
+                          &t0, errbuf, errlen);
+    if (rc)
         goto out;
-    }
 
     rp_resources_begin(&st.res);
     for (uint32_t i = 0; i < n; i++) {
@@ -748,8 +726,9 @@ int h2r_replay_run(const struct h2r_replay_opts *o, struct h2r_replay_result *re
     if (rc)
         goto out;
     if (ctx.plan->n_xs == 0) {
-        rc = h2r_seterr(errbuf, errlen, H2R_ERR_FORMAT, "%s: the trace has no HTTP/2 exchanges (captured TS2021 "
-                        "sessions replay against ts2021+http(s):// targets)",
+        rc = h2r_seterr(errbuf, errlen, H2R_ERR_FORMAT,
+                        "%s: the trace has no HTTP/2 exchanges (captured TS2021 sessions "
+                        "replay against ts2021+http(s):// targets)",
                         o->trace_path);
         goto out;
     }

@@ -497,9 +497,8 @@ int h2r_replay_parse_start_at(const char *s, int64_t now_wall_ns, int64_t *at, c
 /* ---- waiting for t0 ---- */
 
 /* The wait, for either way of asking for a stop (a flag or a function). */
-static int start_at_wait(int64_t start_at_ns, int64_t lead_ns, volatile sig_atomic_t *stop_flag,
-                         int (*stop_fn)(void), int quiet, int64_t *mono, int64_t *wall,
-                         char *errbuf, size_t errlen)
+int rp_start_at_wait(int64_t start_at_ns, int64_t lead_ns, int (*stop)(void), int quiet,
+                     int64_t *mono, int64_t *wall, char *errbuf, size_t errlen)
 {
     int64_t now = h2r_now_wall_ns();
     int rc = check_start_window(start_at_ns, now, "--start-at ", errbuf, errlen);
@@ -515,8 +514,7 @@ static int start_at_wait(int64_t start_at_ns, int64_t lead_ns, volatile sig_atom
     /* slices re-read the wall clock, so an NTP step during the wait is followed; the bound
      * holds even if the clock is stepped back repeatedly */
     uint64_t max_slices = (uint64_t)(RP_START_MAX_WAIT_NS / WAIT_SLICE_NS) + 100;
-#define STOPPED() (stop_flag ? *stop_flag != 0 : stop_fn())
-    for (uint64_t i = 0; i < max_slices && !STOPPED() && now < wake; i++) {
+    for (uint64_t i = 0; i < max_slices && !stop() && now < wake; i++) {
         int64_t left = wake - now;
         if (left > WAIT_SLICE_NS)
             left = WAIT_SLICE_NS;
@@ -530,27 +528,14 @@ static int start_at_wait(int64_t start_at_ns, int64_t lead_ns, volatile sig_atom
     int64_t m2 = h2r_now_mono_ns();
     *mono = m1 + (m2 - m1) / 2;
     *wall = w;
-    if (!quiet && !STOPPED() && w > start_at_ns + 1000000) {
+    if (!quiet && !stop() && w > start_at_ns + 1000000) {
         h2r_format_duration(w - start_at_ns, d, sizeof(d));
         fprintf(stderr,
                 "replay: warning: started %s after --start-at %s; the exchanges due before "
                 "now go out at once (their send lateness shows it)\n",
                 d, when);
     }
-#undef STOPPED
     return 0;
-}
-
-int rp_start_at_wait(int64_t start_at_ns, int64_t lead_ns, volatile sig_atomic_t *stop,
-                     int quiet, int64_t *mono, int64_t *wall, char *errbuf, size_t errlen)
-{
-    return start_at_wait(start_at_ns, lead_ns, stop, NULL, quiet, mono, wall, errbuf, errlen);
-}
-
-int rp_start_at_wait_fn(int64_t start_at_ns, int64_t lead_ns, int (*stop)(void), int quiet,
-                        int64_t *mono, int64_t *wall, char *errbuf, size_t errlen)
-{
-    return start_at_wait(start_at_ns, lead_ns, NULL, stop, quiet, mono, wall, errbuf, errlen);
 }
 
 int64_t rp_clock_max_error_ns(void)
@@ -561,4 +546,35 @@ int64_t rp_clock_max_error_ns(void)
     if (state < 0 || state == TIME_ERROR || (tx.status & STA_UNSYNC))
         return -1;
     return (int64_t)tx.maxerror * 1000; /* microseconds */
+}
+
+int rp_section_begin(struct h2r_run_writer *wr, const struct h2r_replay_opts *o, uint32_t section,
+                     const struct rp_target *t, int64_t lead_ns, int (*stop)(void), int64_t *t0,
+                     char *errbuf, size_t errlen)
+{
+    int64_t mono = h2r_now_mono_ns(), wall = h2r_now_wall_ns();
+    *t0 = mono + lead_ns;
+    if (o->start_at_ns && section == 0) { /* --start-at: the origin shared by all shards */
+        int rc = rp_start_at_wait(o->start_at_ns, lead_ns, stop, o->quiet, &mono, &wall, errbuf,
+                                  errlen);
+        if (rc)
+            return rc;
+        *t0 = mono + (o->start_at_ns - wall);
+    }
+    struct h2r_run_section sec;
+    memset(&sec, 0, sizeof(sec));
+    sec.id = section;
+    sec.name = t->name;
+    sec.url = t->url;
+    sec.speed = o->speed;
+    sec.t0_wall_ns = wall + (*t0 - mono);
+    sec.timeout_ns = o->timeout_ns;
+    sec.label = o->label;
+    sec.clock_offset_ns = wall - mono;
+    sec.clock_max_error_ns = rp_clock_max_error_ns();
+    int rc = h2r_run_write_section(wr, &sec);
+    if (rc)
+        return h2r_seterr(errbuf, errlen, rc, "writing %s: %s", o->run_path,
+                          h2r_run_writer_errmsg(wr));
+    return 0;
 }

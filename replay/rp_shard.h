@@ -22,11 +22,12 @@
 #ifndef H2R_RP_SHARD_H
 #define H2R_RP_SHARD_H
 
-#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "h2replay/replay.h"
+#include "h2replay/run.h"
+#include "rp_url.h"
 #include "rp_schedule.h"
 
 /* rp_pconn.thread of a connection that another shard replays (or that has no exchange). */
@@ -91,17 +92,24 @@ void rp_shard_note(const struct h2r_replay_opts *o, const struct rp_shard_stats 
  * Waits until lead_ns before the wall-clock instant start_at_ns (sleeping in slices of at
  * most 100 ms, so a stop request is seen), then reads CLOCK_MONOTONIC and CLOCK_REALTIME
  * together into *mono and *wall: the section's t0 on this worker's monotonic clock is
- * *mono + (start_at_ns - *wall). Returns early (0) when *stop becomes non-zero. Returns
- * H2R_ERR_ARG when start_at_ns is more than RP_START_GRACE_NS in the past or more than
- * RP_START_MAX_WAIT_NS ahead. quiet 0: a note on stderr about the wait or a late start.
+ * *mono + (start_at_ns - *wall). Returns early (0) when stop() becomes non-zero
+ * (rp_replay_stop_requested). Returns H2R_ERR_ARG when start_at_ns is more than
+ * RP_START_GRACE_NS in the past or more than RP_START_MAX_WAIT_NS ahead. quiet 0: a note on
+ * stderr about the wait or a late start.
  */
-int rp_start_at_wait(int64_t start_at_ns, int64_t lead_ns, volatile sig_atomic_t *stop,
-                     int quiet, int64_t *mono, int64_t *wall, char *errbuf, size_t errlen);
+int rp_start_at_wait(int64_t start_at_ns, int64_t lead_ns, int (*stop)(void), int quiet,
+                     int64_t *mono, int64_t *wall, char *errbuf, size_t errlen);
 
-/* rp_start_at_wait for callers that see a stop request through a function (node sessions:
- * rp_replay_stop_requested) rather than the flag itself. */
-int rp_start_at_wait_fn(int64_t start_at_ns, int64_t lead_ns, int (*stop)(void), int quiet,
-                        int64_t *mono, int64_t *wall, char *errbuf, size_t errlen);
+/*
+ * Starts section `section` of the run file for target t, for both drivers (trace exchanges
+ * and node sessions): t0 is lead_ns from now, or, for section 0 with --start-at, the shared
+ * origin (waited for with rp_start_at_wait); then the section record with the clock offset
+ * and error bound is written. Returns 0 with *t0 (CLOCK_MONOTONIC ns), the wait's errors, or
+ * the writer's (errbuf names the run file).
+ */
+int rp_section_begin(struct h2r_run_writer *wr, const struct h2r_replay_opts *o, uint32_t section,
+                     const struct rp_target *t, int64_t lead_ns, int (*stop)(void), int64_t *t0,
+                     char *errbuf, size_t errlen);
 
 /* The kernel's bound on this host's CLOCK_REALTIME error (adjtimex maxerror) in ns, or -1
  * when the clock is not synchronized by NTP (or the bound cannot be read). */

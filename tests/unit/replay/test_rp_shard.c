@@ -442,14 +442,19 @@ static void test_parse_start_at(void)
     CHECK(strstr(err, "2026-11-27T00:59:40.000Z") != NULL);
 }
 
+static int fn_stop;
+static int stop_fn(void)
+{
+    return fn_stop;
+}
+
 static void test_wait(void)
 {
     char err[256];
-    volatile sig_atomic_t stop = 0;
     int64_t mono = 0, wall = 0;
     int64_t m0 = h2r_now_mono_ns();
     int64_t start = h2r_now_wall_ns() + 150 * MS;
-    CHECK_EQ_INT(rp_start_at_wait(start, 50 * MS, &stop, 1, &mono, &wall, err, sizeof(err)), 0);
+    CHECK_EQ_INT(rp_start_at_wait(start, 50 * MS, stop_fn, 1, &mono, &wall, err, sizeof(err)), 0);
     int64_t m1 = h2r_now_mono_ns();
     /* woke about 50 ms before the origin; the origin on the monotonic clock is ~150 ms out */
     CHECK(m1 - m0 >= 90 * MS);
@@ -458,30 +463,24 @@ static void test_wait(void)
     CHECK(t0 - m0 > 140 * MS && t0 - m0 < 160 * MS);
     CHECK(wall <= start);
 
-    stop = 1; /* a stop request ends the wait at once */
+    fn_stop = 1; /* a stop request ends the wait at once */
     m0 = h2r_now_mono_ns();
-    CHECK_EQ_INT(rp_start_at_wait(h2r_now_wall_ns() + 10 * SEC, 0, &stop, 1, &mono, &wall, err,
+    CHECK_EQ_INT(rp_start_at_wait(h2r_now_wall_ns() + 10 * SEC, 0, stop_fn, 1, &mono, &wall, err,
                                   sizeof(err)),
                  0);
     CHECK(h2r_now_mono_ns() - m0 < SEC);
-    stop = 0;
+    fn_stop = 0;
     /* already late, within the grace: no wait; beyond it: an error */
     m0 = h2r_now_mono_ns();
-    CHECK_EQ_INT(rp_start_at_wait(h2r_now_wall_ns() - 2 * SEC, 0, &stop, 1, &mono, &wall, err,
+    CHECK_EQ_INT(rp_start_at_wait(h2r_now_wall_ns() - 2 * SEC, 0, stop_fn, 1, &mono, &wall, err,
                                   sizeof(err)),
                  0);
     CHECK(h2r_now_mono_ns() - m0 < SEC);
-    CHECK_EQ_INT(rp_start_at_wait(h2r_now_wall_ns() - 60 * SEC, 0, &stop, 1, &mono, &wall, err,
+    CHECK_EQ_INT(rp_start_at_wait(h2r_now_wall_ns() - 60 * SEC, 0, stop_fn, 1, &mono, &wall, err,
                                   sizeof(err)),
                  H2R_ERR_ARG);
     int64_t e = rp_clock_max_error_ns();
     CHECK(e == -1 || e >= 0);
-}
-
-static int fn_stop;
-static int stop_fn(void)
-{
-    return fn_stop;
 }
 
 /* The same wait seen through a stop function (node sessions: rp_replay_stop_requested). */
@@ -491,7 +490,7 @@ static void test_wait_fn(void)
     int64_t mono = 0, wall = 0;
     int64_t m0 = h2r_now_mono_ns();
     int64_t start = h2r_now_wall_ns() + 120 * MS;
-    CHECK_EQ_INT(rp_start_at_wait_fn(start, 20 * MS, stop_fn, 1, &mono, &wall, err, sizeof(err)),
+    CHECK_EQ_INT(rp_start_at_wait(start, 20 * MS, stop_fn, 1, &mono, &wall, err, sizeof(err)),
                  0);
     int64_t m1 = h2r_now_mono_ns();
     CHECK(m1 - m0 >= 90 * MS && m1 - m0 < 2 * SEC);
@@ -499,12 +498,12 @@ static void test_wait_fn(void)
     CHECK(t0 - m0 > 110 * MS && t0 - m0 < 130 * MS);
     fn_stop = 1;
     m0 = h2r_now_mono_ns();
-    CHECK_EQ_INT(rp_start_at_wait_fn(h2r_now_wall_ns() + 10 * SEC, 0, stop_fn, 1, &mono, &wall,
+    CHECK_EQ_INT(rp_start_at_wait(h2r_now_wall_ns() + 10 * SEC, 0, stop_fn, 1, &mono, &wall,
                                      err, sizeof(err)),
                  0);
     CHECK(h2r_now_mono_ns() - m0 < SEC);
     fn_stop = 0;
-    CHECK_EQ_INT(rp_start_at_wait_fn(h2r_now_wall_ns() - 60 * SEC, 0, stop_fn, 1, &mono, &wall,
+    CHECK_EQ_INT(rp_start_at_wait(h2r_now_wall_ns() - 60 * SEC, 0, stop_fn, 1, &mono, &wall,
                                      err, sizeof(err)),
                  H2R_ERR_ARG);
     /* node sessions name their partition key in the settings */
