@@ -184,8 +184,8 @@ static void clamp_payload(struct h2r_cursor *c, uint64_t n)
 }
 
 /* RFC 791 section 3.1: Internet Header Format. */
-static int ip_v4(struct h2r_cursor *c, uint64_t wire_left, struct cap_tcp_seg *seg, uint64_t *claimed,
-                 struct cap_decode_stats *st)
+static int ip_v4(struct h2r_cursor *c, uint64_t wire_left, struct cap_tcp_seg *seg,
+                 uint64_t *claimed, struct cap_decode_stats *st)
 {
     uint8_t vihl = 0, proto = 0;
     uint16_t total = 0, frag = 0;
@@ -249,8 +249,8 @@ static int ip_v6_ext_skip(struct h2r_cursor *c, uint64_t *claimed, size_t n,
 }
 
 /* RFC 8200 section 3 (fixed header) and section 4 (extension headers). */
-static int ip_v6(struct h2r_cursor *c, uint64_t wire_left, struct cap_tcp_seg *seg, uint64_t *claimed,
-                 struct cap_decode_stats *st)
+static int ip_v6(struct h2r_cursor *c, uint64_t wire_left, struct cap_tcp_seg *seg,
+                 uint64_t *claimed, struct cap_decode_stats *st)
 {
     uint8_t vtc = 0, next = 0;
     uint16_t plen = 0;
@@ -264,7 +264,8 @@ static int ip_v6(struct h2r_cursor *c, uint64_t wire_left, struct cap_tcp_seg *s
     if ((vtc >> 4) != 6)
         return ip_bad(st);
     if (h2r_cur_skip(c, 3) != 0 || h2r_cur_be16(c, &plen) != 0 || h2r_cur_u8(c, &next) != 0 ||
-        h2r_cur_skip(c, 1) != 0 || h2r_cur_copy(c, seg->src, 16) != 0 || h2r_cur_copy(c, seg->dst, 16) != 0)
+        h2r_cur_skip(c, 1) != 0 || h2r_cur_copy(c, seg->src, 16) != 0 ||
+        h2r_cur_copy(c, seg->dst, 16) != 0)
         return ip_truncated(st);
 
     if (plen == 0) {
@@ -347,8 +348,9 @@ static int tcp_header(struct h2r_cursor *c, uint64_t claimed, struct cap_tcp_seg
         return H2R_ERR_FORMAT;
     }
     if (h2r_cur_be16(c, &seg->sport) != 0 || h2r_cur_be16(c, &seg->dport) != 0 ||
-        h2r_cur_be32(c, &seg->seq) != 0 || h2r_cur_be32(c, &seg->ack) != 0 || h2r_cur_u8(c, &off) != 0 ||
-        h2r_cur_u8(c, &flags) != 0 || h2r_cur_be16(c, &seg->window) != 0 || h2r_cur_skip(c, 4) != 0) {
+        h2r_cur_be32(c, &seg->seq) != 0 || h2r_cur_be32(c, &seg->ack) != 0 ||
+        h2r_cur_u8(c, &off) != 0 || h2r_cur_u8(c, &flags) != 0 ||
+        h2r_cur_be16(c, &seg->window) != 0 || h2r_cur_skip(c, 4) != 0) {
         st->truncated_tcp++;
         return H2R_ERR_TRUNCATED;
     }

@@ -485,8 +485,8 @@ static int begin_frame(struct cap_h2 *h, int dirn)
     uint32_t sid = 0;
     int padded;
 
-    if (h2r_cur_be24(&c, &d->len) != 0 || h2r_cur_u8(&c, &d->type) != 0 || h2r_cur_u8(&c, &d->flags) != 0 ||
-        h2r_cur_be32(&c, &sid) != 0)
+    if (h2r_cur_be24(&c, &d->len) != 0 || h2r_cur_u8(&c, &d->type) != 0 ||
+        h2r_cur_u8(&c, &d->flags) != 0 || h2r_cur_be32(&c, &sid) != 0)
         return fail(h, "short frame header");
     d->sid = sid & 0x7fffffffu; /* §4.1: the reserved bit is ignored */
     d->remaining = d->len;

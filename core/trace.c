@@ -358,7 +358,8 @@ static size_t arena_str(struct h2r_buf *a, const uint8_t *p, size_t n)
 }
 
 #define NO_STR ((size_t)-1)
-#define FIX_STR(arena, off) ((off) == NO_STR || (arena)->failed ? NULL : (const char *)(arena)->p + (off))
+#define FIX_STR(arena, off)                                                                        \
+    ((off) == NO_STR || (arena)->failed ? NULL : (const char *)(arena)->p + (off))
 
 static int reader_error(struct h2r_trace_reader *r, int err, const char *what, uint32_t field)
 {

@@ -271,6 +271,7 @@ int rp_db_verify(struct rp_db *db, const struct json_t *acks, unsigned kinds, si
                  struct json_t **report);
 
 /* Sets db->err and returns err (printf-style). */
-int rp_db_fail(struct rp_db *db, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int rp_db_fail(struct rp_db *db, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

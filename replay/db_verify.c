@@ -271,8 +271,8 @@ int rp_db_verify(struct rp_db *db, const json_t *acks, unsigned kinds, size_t ma
     for (int k = 0; k < RP_DB_KIND_COUNT; k++) {
         if (!(kinds & (1u << k)))
             continue;
-        json_int_t before = json_integer_value(
-            json_object_get(json_object_get(acks, "existing_before"), rp_db_kind_name((enum rp_db_kind)k)));
+        json_int_t before = json_integer_value(json_object_get(
+            json_object_get(acks, "existing_before"), rp_db_kind_name((enum rp_db_kind)k)));
         struct list_ctx c = {&ix, k, before, &tally[k], max_list};
         rc = rp_db_list(db, (enum rp_db_kind)k, on_row, &c);
         if (rc)

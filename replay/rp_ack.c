@@ -147,7 +147,8 @@ static int parse_grpc(enum rp_ack_method m, const uint8_t *msg, size_t n,
         return e->id[0] || e->key[0];
     case RP_ACK_CREATE_API_KEY: { /* CreateApiKeyResponse{string api_key = 1} */
         struct fld_value f;
-        if (pb_find(msg, n, 1, &f) != 1 || f.wire_type != FLD_BYTES || !pb_text(&f, e->key, sizeof(e->key)))
+        if (pb_find(msg, n, 1, &f) != 1 || f.wire_type != FLD_BYTES ||
+            !pb_text(&f, e->key, sizeof(e->key)))
             return 0;
         api_key_prefix(e);
         return 1;
